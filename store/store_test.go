@@ -1,0 +1,142 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func openTest(t *testing.T, path string) *Store {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Path = path
+	s, err := Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	return s
+}
+
+func TestMigrateIdempotent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "avs.db")
+	for i := 0; i < 2; i++ {
+		s := openTest(t, path)
+		v, err := s.SchemaVersion(context.Background())
+		if err != nil || v != len(migrations) {
+			t.Fatalf("version = %d, %v; want %d", v, err, len(migrations))
+		}
+		s.Close()
+	}
+}
+
+func TestRebind(t *testing.T) {
+	s := &Store{d: dialect{name: "postgres", numbered: true}}
+	if got := s.rebind("a = ? AND b IN (?, ?)"); got != "a = $1 AND b IN ($2, $3)" {
+		t.Fatalf("rebind = %q", got)
+	}
+}
+
+func TestCallTimesAndOutbox(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, filepath.Join(t.TempDir(), "avs.db"))
+	defer s.Close()
+	ten := &Tenant{Key: "k", Name: "n"}
+	if err := s.CreateTenant(ctx, ten); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateTenant(ctx, &Tenant{Key: "k"}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("duplicate tenant: %v", err)
+	}
+	now := time.Now()
+	cu := &Customer{TenantID: ten.ID, Token: "tok", Phones: []Phone{{Content: "1"}, {Content: "1"}}}
+	if err := s.SaveCustomer(ctx, cu, now); err != nil {
+		t.Fatal(err)
+	}
+	if len(cu.Phones) != 1 {
+		t.Fatalf("phones = %v", cu.Phones)
+	}
+	got, err := s.CustomerByToken(ctx, ten.ID, "tok")
+	if err != nil || got.ID != cu.ID {
+		t.Fatalf("by token: %v %v", got, err)
+	}
+	e, err := s.OpenEntry(ctx, ten.ID, cu.ID, "biz:1", 1, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := &Call{TenantID: ten.ID, CustomerID: cu.ID, EntryID: e.ID, State: CallQueued, DialTime: now}
+	if err := s.CreateCall(ctx, call); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateCall(ctx, &Call{TenantID: ten.ID, CustomerID: cu.ID, EntryID: e.ID, State: CallQueued,
+		DialTime: now}); !errors.Is(err, ErrNoCallTimes) {
+		t.Fatalf("second call: %v", err)
+	}
+	call.State, call.ResultCode, call.EndTime = CallEnded, 1, now
+	d := &Delivery{TenantID: ten.ID, URL: "http://x", Body: "{}"}
+	if err := s.UpdateCall(ctx, call, d); err != nil {
+		t.Fatal(err)
+	}
+	due, err := s.DueDeliveries(ctx, now.Add(time.Second), 10)
+	if err != nil || len(due) != 1 || due[0].CallID != call.ID {
+		t.Fatalf("due = %v, %v", due, err)
+	}
+	if err := s.RecordAttempt(ctx, d.ID, DeliveryAttempt{Status: DeliveryDead, At: now}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordAttempt(ctx, d.ID, DeliveryAttempt{Status: DeliveryDead, At: now}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("attempt on dead delivery: %v", err)
+	}
+	if err := s.RetryDelivery(ctx, d.ID, now); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := s.NextDeliveryAt(ctx); !ok {
+		t.Fatal("retried delivery not pending")
+	}
+}
+
+func TestNonceAndVerifyCode(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, filepath.Join(t.TempDir(), "avs.db"))
+	defer s.Close()
+	ten := &Tenant{Key: "k"}
+	if err := s.CreateTenant(ctx, ten); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for i, want := range []bool{true, false} {
+		fresh, err := s.UseNonce(ctx, ten.ID, "n1", now, now.Add(time.Minute))
+		if err != nil || fresh != want {
+			t.Fatalf("use %d: %v %v", i, fresh, err)
+		}
+	}
+	if fresh, _ := s.UseNonce(ctx, ten.ID, "n1", now.Add(2*time.Minute), now.Add(3*time.Minute)); !fresh {
+		t.Fatal("expired nonce still refused")
+	}
+	cu := &Customer{TenantID: ten.ID}
+	if err := s.SaveCustomer(ctx, cu, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateVerifyCode(ctx, &VerifyCode{TenantID: ten.ID, Code: "1234", Phone: "555",
+		ExpiresAt: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	check := VerifyCheck{TenantID: ten.ID, CustomerID: cu.ID, Code: "1234", Now: now, MaxAttempts: 2, Window: time.Hour}
+	if ok, err := s.ConsumeVerifyCode(ctx, check); ok || err != nil {
+		t.Fatalf("wrong phone: %v %v", ok, err)
+	}
+	check.Phones = []string{"555"}
+	if ok, err := s.ConsumeVerifyCode(ctx, check); !ok || err != nil {
+		t.Fatalf("right phone: %v %v", ok, err)
+	}
+	if ok, _ := s.ConsumeVerifyCode(ctx, check); ok {
+		t.Fatal("code used twice")
+	}
+	if _, err := s.ConsumeVerifyCode(ctx, check); err != nil {
+		t.Fatalf("second miss: %v", err)
+	}
+	if _, err := s.ConsumeVerifyCode(ctx, check); !errors.Is(err, ErrTooManyAttempts) {
+		t.Fatalf("third miss: %v", err)
+	}
+}
