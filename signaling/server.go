@@ -1,0 +1,343 @@
+package signaling
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Params are the dependencies of a Server.
+type Params struct {
+	Config     Config
+	Logger     *slog.Logger          // nil: discard
+	Registerer prometheus.Registerer // nil: metrics are not exported
+	Media      Media                 // nil: media.* requests fail with media_failed
+	// Handler may be nil here and set later with SetHandler, because the
+	// business layer usually needs the Server as its notifier first.
+	Handler Handler
+}
+
+// Server accepts signaling WebSockets. Its zero value is not usable; call
+// New.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	media    Media
+	metrics  *metrics
+	upgrader websocket.Upgrader
+
+	handler atomic.Pointer[handlerState]
+
+	// ctx ends when the server closes; it is the parent of every
+	// connection's context.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	closed   bool
+	draining bool
+	wg       sync.WaitGroup // every goroutine the server starts
+	conns    map[*conn]struct{}
+	perAddr  map[string]int
+	sessions map[string]*Session             // authenticated, by resume token
+	parties  map[Party]map[*Session]struct{} // live sessions by party
+	idle     chan struct{}                   // closed and replaced when media sessions reach 0
+	inMedia  int
+}
+
+type handlerState struct {
+	h      Handler
+	routes map[string]Access
+}
+
+// New builds a Server from validated parameters.
+func New(p Params) (*Server, error) {
+	if err := p.Config.Validate(); err != nil {
+		return nil, fmt.Errorf("signaling: %w", err)
+	}
+	m, err := newMetrics(p.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	log := p.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		cfg:      p.Config,
+		log:      log.With("component", "signaling"),
+		media:    p.Media,
+		metrics:  m,
+		ctx:      ctx,
+		cancel:   cancel,
+		conns:    make(map[*conn]struct{}),
+		perAddr:  make(map[string]int),
+		sessions: make(map[string]*Session),
+		parties:  make(map[Party]map[*Session]struct{}),
+		idle:     make(chan struct{}),
+	}
+	s.upgrader = websocket.Upgrader{
+		ReadBufferSize:  4096,
+		WriteBufferSize: 4096,
+		CheckOrigin:     s.checkOrigin,
+	}
+	if p.Handler != nil {
+		if err := s.SetHandler(p.Handler); err != nil {
+			cancel()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// transportTypes are answered by the transport itself.
+var transportTypes = map[string]bool{
+	"ping": true, "session.resume": true, "session.close": true,
+	"media.join": true, "media.offer": true, "media.answer": true,
+	"media.candidate": true, "media.leave": true,
+}
+
+// SetHandler installs the business handler. Until it is set, upgrades are
+// refused with 503.
+func (s *Server) SetHandler(h Handler) error {
+	routes := make(map[string]Access)
+	for _, r := range h.Routes() {
+		if transportTypes[r.Type] {
+			return fmt.Errorf("signaling: handler route %q is a transport type", r.Type)
+		}
+		if r.Type == "" || len(r.Type) > maxTypeBytes {
+			return fmt.Errorf("signaling: handler route %q: bad type", r.Type)
+		}
+		routes[r.Type] = r.Access
+	}
+	s.handler.Store(&handlerState{h: h, routes: routes})
+	return nil
+}
+
+func (s *Server) checkOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	for _, o := range s.cfg.AllowedOrigins {
+		if o == "*" || strings.EqualFold(o, origin) {
+			return true
+		}
+	}
+	u, err := url.Parse(origin)
+	return err == nil && strings.EqualFold(u.Host, r.Host)
+}
+
+func (s *Server) remoteAddr(r *http.Request) string {
+	if h := s.cfg.RealIPHeader; h != "" {
+		if v := strings.TrimSpace(r.Header.Get(h)); v != "" {
+			// X-Forwarded-For style lists: the last hop is the one our
+			// trusted proxy appended.
+			if i := strings.LastIndexByte(v, ','); i >= 0 {
+				v = strings.TrimSpace(v[i+1:])
+			}
+			return v
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// ServeHTTP upgrades the request to a signaling WebSocket and serves it
+// until it closes.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hs := s.handler.Load()
+	if hs == nil {
+		s.refuse(w, "not_ready", http.StatusServiceUnavailable)
+		return
+	}
+	addr := s.remoteAddr(r)
+	if reason, status := s.admit(addr); status != 0 {
+		s.refuse(w, reason, status)
+		return
+	}
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		// The upgrader has already answered the client.
+		s.release(addr)
+		s.metrics.rejected.WithLabelValues("upgrade").Inc()
+		s.log.Debug("upgrade failed", "addr", addr, "err", err)
+		return
+	}
+	c := newConn(s, ws, addr, hs)
+	if !s.track(c) {
+		s.release(addr)
+		_ = ws.WriteControl(websocket.CloseMessage,
+			websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"), deadline(s.cfg.WriteTimeout))
+		_ = ws.Close()
+		return
+	}
+	defer s.untrack(c)
+	c.serve()
+}
+
+func (s *Server) refuse(w http.ResponseWriter, reason string, status int) {
+	s.metrics.rejected.WithLabelValues(reason).Inc()
+	http.Error(w, reason, status)
+}
+
+// admit reserves a connection slot for addr.
+func (s *Server) admit(addr string) (string, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closed:
+		// While draining, sockets are still accepted: a client in a
+		// running call must be able to resume.
+		return "shutting_down", http.StatusServiceUnavailable
+	case s.perAddr[addr] >= s.cfg.MaxConnectionsPerAddr:
+		return "per_addr_limit", http.StatusTooManyRequests
+	case s.totalReserved() >= s.cfg.MaxConnections:
+		return "connection_limit", http.StatusServiceUnavailable
+	}
+	s.perAddr[addr]++
+	return "", 0
+}
+
+func (s *Server) totalReserved() int {
+	n := 0
+	for _, v := range s.perAddr {
+		n += v
+	}
+	return n
+}
+
+func (s *Server) release(addr string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.perAddr[addr] <= 1 {
+		delete(s.perAddr, addr)
+	} else {
+		s.perAddr[addr]--
+	}
+}
+
+// track registers a live connection; false once the server is closed.
+func (s *Server) track(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	// The handler goroutine is http.Server's, but Close must still wait for
+	// it to finish its cleanup, so it is counted here.
+	s.wg.Add(1)
+	s.metrics.connections.Inc()
+	return true
+}
+
+func (s *Server) untrack(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.release(c.addr)
+	s.metrics.connections.Dec()
+	s.wg.Done()
+}
+
+// goSafe starts fn on a goroutine the server owns, unless it is closed.
+func (s *Server) goSafe(fn func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		fn()
+	}()
+	return true
+}
+
+// Draining reports whether Shutdown has begun.
+func (s *Server) Draining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining || s.closed
+}
+
+// Shutdown drains the server: new connections are refused and handlers see
+// Request.Draining, so no new call starts. It waits until no session has
+// media open (running calls have finished) or ctx ends, then closes every
+// socket with 1001 "going away", ends every session with EndShutdown and
+// waits for the server's goroutines. It returns ctx's error if the wait was
+// cut short.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining = true
+	s.mu.Unlock()
+	var waitErr error
+wait:
+	for {
+		s.mu.Lock()
+		n, idle := s.inMedia, s.idle
+		s.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			waitErr = ctx.Err()
+			break wait
+		}
+	}
+	s.closeAll(websocket.CloseGoingAway, "server shutting down")
+	return waitErr
+}
+
+// Close closes every socket with 1001, ends every session and waits for
+// the server's goroutines. It is safe to call more than once.
+func (s *Server) Close() error {
+	s.closeAll(websocket.CloseGoingAway, "server closing")
+	return nil
+}
+
+func (s *Server) closeAll(code int, reason string) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.wg.Wait()
+		return
+	}
+	s.closed = true
+	s.draining = true
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	sessions := make([]*Session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		sessions = append(sessions, ss)
+	}
+	s.mu.Unlock()
+
+	for _, c := range conns {
+		c.close(code, reason, false)
+	}
+	for _, ss := range sessions {
+		s.endSession(ss, EndShutdown)
+	}
+	s.wg.Wait()
+	s.cancel()
+}
