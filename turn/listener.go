@@ -3,7 +3,13 @@ package turn
 import (
 	"net"
 	"sync"
+	"time"
 )
+
+// tcpIdleTimeout closes a client connection that sent nothing for longer
+// than the longest allocation lifetime: a live client refreshes before
+// that, and an idle connection only holds a descriptor and a goroutine.
+const tcpIdleTimeout = maxRequestableLifetime + time.Minute
 
 // trackingListener remembers the connections it accepted. pion's Close
 // closes only the listener, and each accepted TURN-over-TCP connection
@@ -57,6 +63,13 @@ type trackedConn struct {
 	net.Conn
 	l    *trackingListener
 	once sync.Once
+}
+
+func (c *trackedConn) Read(b []byte) (int, error) {
+	if err := c.Conn.SetReadDeadline(time.Now().Add(tcpIdleTimeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(b)
 }
 
 func (c *trackedConn) Close() error {
