@@ -333,7 +333,9 @@ func (s *Server) closeAll(code int, reason string) {
 	s.mu.Unlock()
 
 	for _, c := range conns {
-		c.close(code, reason, false)
+		// Flush so the last pushes (call ended, ...) reach the client; the
+		// write timeout bounds the wait on a client that does not read.
+		c.close(code, reason, true)
 	}
 	for _, ss := range sessions {
 		s.endSession(ss, EndShutdown)

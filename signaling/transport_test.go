@@ -314,7 +314,9 @@ func TestShutdownDrains(t *testing.T) {
 		t.Fatalf("Shutdown returned while a call had media: %v", err)
 	default:
 	}
-	cust.mustReply("media.leave", nil)
+	// Leaving lets Shutdown go on; the reply may or may not precede the
+	// close frame.
+	cust.send("media.leave", nil)
 	select {
 	case err := <-done:
 		if err != nil {
