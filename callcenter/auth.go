@@ -42,15 +42,15 @@ type AuthRequest struct {
 // EntryOptions are the options the integrator passes (PRODUCT.md §2),
 // spelled as on the wire.
 type EntryOptions struct {
-	MiniSdkToken   string          `json:"miniSdkToken"`
-	CustomerInfo   EntryCustomer   `json:"customerInfo"`
-	BizID          flexString      `json:"bizId"`
-	CallTimes      *int            `json:"callTimes"`
-	CustomChannel  string          `json:"customChannel"`
-	CallDirect     CallDirect      `json:"callDirect"`
-	VoiceOnly      bool            `json:"voiceOnly"`
-	EnvVersion     string          `json:"envVersion"`
-	CommonNavigate CommonNavigate  `json:"commonNavigate"`
+	MiniSdkToken   string         `json:"miniSdkToken"`
+	CustomerInfo   EntryCustomer  `json:"customerInfo"`
+	BizID          flexString     `json:"bizId"`
+	CallTimes      *int           `json:"callTimes"`
+	CustomChannel  string         `json:"customChannel"`
+	CallDirect     CallDirect     `json:"callDirect"`
+	VoiceOnly      bool           `json:"voiceOnly"`
+	EnvVersion     string         `json:"envVersion"`
+	CommonNavigate CommonNavigate `json:"commonNavigate"`
 }
 
 // EntryCustomer is customerInfo of the entry options.
