@@ -1,0 +1,234 @@
+package sfu
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/cc"
+	"github.com/pion/interceptor/pkg/gcc"
+	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+)
+
+const (
+	mimeOpus = webrtc.MimeTypeOpus
+	mimeVP8  = webrtc.MimeTypeVP8
+	mimeVP9  = webrtc.MimeTypeVP9
+	mimeH264 = webrtc.MimeTypeH264
+
+	audioLevelURI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+)
+
+var videoFeedback = []webrtc.RTCPFeedback{
+	{Type: webrtc.TypeRTCPFBNACK},
+	{Type: webrtc.TypeRTCPFBNACK, Parameter: "pli"},
+	{Type: webrtc.TypeRTCPFBCCM, Parameter: "fir"},
+	{Type: webrtc.TypeRTCPFBTransportCC},
+}
+
+// videoCodecs are the registrations for each codec name of the config, with
+// fixed payload types so that every PeerConnection the server offers agrees.
+func videoCodecs(name string) []webrtc.RTPCodecParameters {
+	c := func(pt uint8, mime, fmtp string) webrtc.RTPCodecParameters {
+		return webrtc.RTPCodecParameters{
+			PayloadType: webrtc.PayloadType(pt),
+			RTPCodecCapability: webrtc.RTPCodecCapability{
+				MimeType: mime, ClockRate: 90000, SDPFmtpLine: fmtp, RTCPFeedback: videoFeedback,
+			},
+		}
+	}
+	switch strings.ToUpper(name) {
+	case "VP8":
+		return []webrtc.RTPCodecParameters{c(96, mimeVP8, "")}
+	case "VP9":
+		return []webrtc.RTPCodecParameters{c(98, mimeVP9, "profile-id=0")}
+	case "H264":
+		// Constrained baseline and baseline, packetization mode 1, as Safari,
+		// iOS web-views and the mini-program's encoder produce.
+		return []webrtc.RTPCodecParameters{
+			c(102, mimeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"),
+			c(104, mimeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f"),
+			c(106, mimeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=640c1f"),
+		}
+	}
+	return nil
+}
+
+// apiSet holds one webrtc.API per codec set: the audio-only API rejects every
+// video section, and a room limited to one video codec gets an API that knows
+// only that codec. They share one setting engine and so one UDP and TCP mux.
+type apiSet struct {
+	settings    webrtc.SettingEngine
+	cfg         Config
+	log         *slog.Logger
+	mu          sync.Mutex
+	apis        map[string]*builtAPI
+	udpConn     net.PacketConn
+	tcpListener net.Listener
+}
+
+type builtAPI struct {
+	api *webrtc.API
+	// newEstimator receives the bandwidth estimator of the PeerConnection
+	// being built; PeerConnections are built under apiSet.mu so that each
+	// estimator reaches the PeerConnection it belongs to.
+	estimator cc.BandwidthEstimator
+}
+
+func newAPISet(cfg Config, log *slog.Logger) (*apiSet, error) {
+	udp, err := net.ListenPacket("udp", cfg.UDPListen)
+	if err != nil {
+		return nil, fmt.Errorf("sfu.udp_listen %s: %w", cfg.UDPListen, err)
+	}
+	s := &apiSet{cfg: cfg, log: log, apis: map[string]*builtAPI{}, udpConn: udp}
+	loggerFactory := newPionLoggerFactory(log)
+	s.settings.LoggerFactory = loggerFactory
+	s.settings.SetICEUDPMux(webrtc.NewICEUDPMux(loggerFactory.NewLogger("udpmux"), udp))
+	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
+	if cfg.TCPListen != "" {
+		tcp, err := net.Listen("tcp", cfg.TCPListen)
+		if err != nil {
+			_ = udp.Close()
+			return nil, fmt.Errorf("sfu.tcp_listen %s: %w", cfg.TCPListen, err)
+		}
+		s.tcpListener = tcp
+		s.settings.SetICETCPMux(webrtc.NewICETCPMux(loggerFactory.NewLogger("tcpmux"), tcp, 64))
+		networks = append(networks, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
+	}
+	s.settings.SetNetworkTypes(networks)
+	if ip := udp.LocalAddr().(*net.UDPAddr).IP; ip.IsLoopback() {
+		s.settings.SetIncludeLoopbackCandidate(true)
+	}
+	if len(cfg.PublicIPs) > 0 {
+		s.settings.SetNAT1To1IPs(cfg.PublicIPs, webrtc.ICECandidateTypeHost)
+	}
+	s.settings.SetICETimeouts(cfg.ICEDisconnectedTimeout, cfg.ICEFailedTimeout, 0)
+	s.settings.SetICEMulticastDNSMode(0) // mDNS is useless on a server and costs a socket
+	s.settings.DisableSRTPReplayProtection(false)
+	return s, nil
+}
+
+// UDPAddr is where media arrives.
+func (s *apiSet) UDPAddr() *net.UDPAddr { return s.udpConn.LocalAddr().(*net.UDPAddr) }
+
+// TCPAddr is the ICE-TCP address, nil when disabled.
+func (s *apiSet) TCPAddr() net.Addr {
+	if s.tcpListener == nil {
+		return nil
+	}
+	return s.tcpListener.Addr()
+}
+
+func (s *apiSet) close() {
+	if s.tcpListener != nil {
+		_ = s.tcpListener.Close()
+	}
+	_ = s.udpConn.Close()
+}
+
+// newPeerConnection builds a PeerConnection that knows Opus and the given
+// video codecs (none for audio-only) and returns its bandwidth estimator.
+func (s *apiSet) newPeerConnection(video []string) (*webrtc.PeerConnection, cc.BandwidthEstimator, error) {
+	key := strings.Join(video, ",")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.apis[key]
+	if !ok {
+		var err error
+		if b, err = s.buildAPI(video); err != nil {
+			return nil, nil, err
+		}
+		s.apis[key] = b
+	}
+	pc, err := b.api.NewPeerConnection(webrtc.Configuration{
+		SDPSemantics: webrtc.SDPSemanticsUnifiedPlanWithFallback,
+		BundlePolicy: webrtc.BundlePolicyMaxBundle,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("new peer connection: %w", err)
+	}
+	est := b.estimator
+	b.estimator = nil
+	return pc, est, nil
+}
+
+func (s *apiSet) buildAPI(video []string) (*builtAPI, error) {
+	m := &webrtc.MediaEngine{}
+	err := m.RegisterCodec(webrtc.RTPCodecParameters{
+		PayloadType: 111,
+		RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: mimeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1",
+			RTCPFeedback: []webrtc.RTCPFeedback{{Type: webrtc.TypeRTCPFBTransportCC}},
+		},
+	}, webrtc.RTPCodecTypeAudio)
+	if err != nil {
+		return nil, fmt.Errorf("register opus: %w", err)
+	}
+	for _, name := range video {
+		for _, c := range videoCodecs(name) {
+			if err := m.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
+				return nil, fmt.Errorf("register %s: %w", name, err)
+			}
+		}
+	}
+	exts := []struct {
+		uri  string
+		kind webrtc.RTPCodecType
+	}{
+		{sdp.SDESMidURI, webrtc.RTPCodecTypeAudio},
+		{sdp.SDESMidURI, webrtc.RTPCodecTypeVideo},
+		{sdp.SDESRTPStreamIDURI, webrtc.RTPCodecTypeVideo},
+		{sdp.SDESRepairRTPStreamIDURI, webrtc.RTPCodecTypeVideo},
+		{audioLevelURI, webrtc.RTPCodecTypeAudio},
+		{sdp.TransportCCURI, webrtc.RTPCodecTypeAudio},
+		{sdp.TransportCCURI, webrtc.RTPCodecTypeVideo},
+	}
+	for _, e := range exts {
+		if len(video) == 0 && e.kind == webrtc.RTPCodecTypeVideo {
+			continue
+		}
+		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: e.uri}, e.kind); err != nil {
+			return nil, fmt.Errorf("register header extension %s: %w", e.uri, err)
+		}
+	}
+
+	b := &builtAPI{}
+	reg := &interceptor.Registry{}
+	// Publishers need transport-wide feedback from us to run their own
+	// congestion control; subscribers get our TWCC sequence numbers and
+	// return feedback that drives their bandwidth estimate. NACKs, PLIs and
+	// RTCP reports are handled by the SFU itself, not by interceptors.
+	feedback, err := twcc.NewSenderInterceptor()
+	if err != nil {
+		return nil, fmt.Errorf("twcc feedback: %w", err)
+	}
+	reg.Add(feedback)
+	cfg := s.cfg
+	estimatorFactory, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
+		return gcc.NewSendSideBWE(
+			gcc.SendSideBWEInitialBitrate(cfg.InitialBitrate),
+			gcc.SendSideBWEMaxBitrate(cfg.MaxBitrate),
+			gcc.SendSideBWEPacer(gcc.NewNoOpPacer()),
+		)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bandwidth estimator: %w", err)
+	}
+	estimatorFactory.OnNewPeerConnection(func(_ string, e cc.BandwidthEstimator) { b.estimator = e })
+	reg.Add(estimatorFactory)
+	// Added after the estimator so that it wraps it: the sequence number is
+	// in the header by the time the estimator records the packet.
+	twccExt, err := twcc.NewHeaderExtensionInterceptor()
+	if err != nil {
+		return nil, fmt.Errorf("twcc header extension: %w", err)
+	}
+	reg.Add(twccExt)
+
+	b.api = webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(s.settings))
+	return b, nil
+}

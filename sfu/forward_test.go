@@ -1,0 +1,174 @@
+package sfu
+
+import (
+	"bytes"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// checkContinuous asserts that packets are consecutive in sequence number
+// and carry the payloads that were sent, in order.
+func checkContinuous(t *testing.T, pkts []*rtp.Packet) {
+	t.Helper()
+	checkSequence(t, pkts)
+	for i := 1; i < len(pkts); i++ {
+		prev, cur := frameOf(pkts[i-1]), frameOf(pkts[i])
+		if cur < prev || cur > prev+1 {
+			t.Fatalf("packet %d: frame %d after %d", i, cur, prev)
+		}
+	}
+}
+
+// checkSequence asserts consecutive sequence numbers and one SSRC.
+func checkSequence(t *testing.T, pkts []*rtp.Packet) {
+	t.Helper()
+	for i := 1; i < len(pkts); i++ {
+		if pkts[i].SequenceNumber != pkts[i-1].SequenceNumber+1 || pkts[i].SSRC != pkts[0].SSRC {
+			t.Fatalf("packet %d: seq %d after %d", i, pkts[i].SequenceNumber, pkts[i-1].SequenceNumber)
+		}
+	}
+}
+
+func frameOf(p *rtp.Packet) int { return int(p.Payload[2])<<8 | int(p.Payload[3]) }
+
+func TestForwardsVideoIntactAndInOrder(t *testing.T) {
+	s := newTestSFU(t)
+	room, err := s.Room("r1", RoomOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sub := joinDynamic(t, room, "viewer", nil)
+	pubP, err := room.Join(ParticipantOptions{ID: "camera"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := newPublisher(t, pubP, nil, true)
+
+	// Keep sending until the subscriber is connected and has seen a
+	// keyframe, then send a known run and check it arrives whole.
+	seq := uint16(1000)
+	waitFor(t, "first video at subscriber", func() bool {
+		seq = sendVideo(t, pub.video, seq, 10, 3, 5)
+		return len(sub.snapshot(webrtc.RTPCodecTypeVideo)) > 0
+	})
+	before := len(sub.snapshot(webrtc.RTPCodecTypeVideo))
+	sendVideo(t, pub.video, seq, 60, 3, 30)
+	waitFor(t, "the whole run", func() bool {
+		return len(sub.snapshot(webrtc.RTPCodecTypeVideo)) >= before+180
+	})
+	got := sub.snapshot(webrtc.RTPCodecTypeVideo)
+	checkSequence(t, got)
+	got = got[before:]
+	checkContinuous(t, got)
+	last := got[len(got)-1]
+	want := vp8Payload(false, 59, 2)
+	if !bytes.Equal(last.Payload, want) || !last.Marker {
+		t.Fatalf("last packet payload or marker differs from what was sent")
+	}
+	if first := sub.snapshot(webrtc.RTPCodecTypeVideo)[0]; first.Payload[1]&0x01 != 0 {
+		t.Fatalf("subscriber started on an inter frame, not a keyframe")
+	}
+}
+
+func TestPLIFromSubscriberReachesPublisherThrottled(t *testing.T) {
+	s := newTestSFU(t, func(c *Config) { c.PLIInterval = 200 * time.Millisecond })
+	room, _ := s.Room("r1", RoomOptions{})
+	viewer, sub := joinDynamic(t, room, "viewer", nil)
+	pubP, _ := room.Join(ParticipantOptions{ID: "camera"})
+	pub := newPublisher(t, pubP, nil, false)
+	seq := uint16(1)
+	waitFor(t, "video at subscriber", func() bool {
+		seq = sendVideo(t, pub.video, seq, 5, 1, 5)
+		return len(sub.snapshot(webrtc.RTPCodecTypeVideo)) > 0
+	})
+	for len(pub.plis) > 0 {
+		<-pub.plis
+	}
+	var track *webrtc.TrackRemote
+	select {
+	case track = <-sub.tracks:
+	case <-time.After(testTimeout):
+		t.Fatal("no track")
+	}
+	// A storm of PLIs from the subscriber...
+	for range 50 {
+		if err := sub.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(track.SSRC())}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// ...reaches the publisher, which answers with a keyframe that the
+	// subscriber then receives.
+	select {
+	case <-pub.plis:
+	case <-time.After(testTimeout):
+		t.Fatal("publisher got no PLI")
+	}
+	n := len(sub.snapshot(webrtc.RTPCodecTypeVideo))
+	sendVideo(t, pub.video, seq, 1, 2, 1)
+	waitFor(t, "keyframe at subscriber", func() bool {
+		got := sub.snapshot(webrtc.RTPCodecTypeVideo)
+		for _, p := range got[n:] {
+			if p.Payload[0]&0x10 != 0 && p.Payload[1]&0x01 == 0 {
+				return true
+			}
+		}
+		return false
+	})
+	if sent := s.metrics.plisSent.Load(); sent > 10 {
+		t.Fatalf("%d PLIs went upstream for a storm of 50; throttling failed", sent)
+	}
+	_ = viewer
+}
+
+func TestNACKRecoveryUnderLoss(t *testing.T) {
+	s := newTestSFU(t)
+	room, _ := s.Room("r1", RoomOptions{})
+	// Loss on both legs: one packet in 10 toward the subscriber, one in 13
+	// from the publisher. Each is lost once; the retransmission gets through.
+	_, sub := joinDynamic(t, room, "viewer", func(seq uint16) bool { return seq%10 == 3 })
+	pubP, _ := room.Join(ParticipantOptions{ID: "camera"})
+	var lossy atomic.Bool
+	pub := newPublisher(t, pubP, func(seq uint16) bool { return lossy.Load() && seq%13 == 5 }, false)
+	seq := uint16(1)
+	waitFor(t, "video at subscriber", func() bool {
+		seq = sendVideo(t, pub.video, seq, 5, 2, 5)
+		return len(sub.snapshot(webrtc.RTPCodecTypeVideo)) > 0
+	})
+	lossy.Store(true)
+	before := len(sub.snapshot(webrtc.RTPCodecTypeVideo))
+	sendVideo(t, pub.video, seq, 100, 3, 0)
+	waitFor(t, "all 300 packets despite loss", func() bool {
+		return len(sub.snapshot(webrtc.RTPCodecTypeVideo)) >= before+300
+	})
+	// Retransmissions arrive late, so check completeness, not order.
+	got := sub.snapshot(webrtc.RTPCodecTypeVideo)[before:]
+	seen := map[[2]int]bool{}
+	for _, p := range got {
+		seen[[2]int{frameOf(p), int(p.Payload[4])}] = true
+	}
+	for f := range 100 {
+		for part := range 3 {
+			if !seen[[2]int{f, part}] {
+				t.Fatalf("frame %d part %d never arrived", f, part)
+			}
+		}
+	}
+	if s.metrics.retransmits.Load() == 0 {
+		t.Fatal("no retransmission from the cache")
+	}
+	// 23 packets were lost upstream: NACKs went to the publisher for them,
+	// but not a storm of them.
+	if up := s.metrics.nacksSent.Load(); up == 0 || up > 200 {
+		t.Fatalf("%d sequence numbers NACKed upstream for 23 lost packets", up)
+	}
+}

@@ -1,0 +1,358 @@
+package sfu
+
+import (
+	"errors"
+	"io"
+	"net"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+)
+
+// onTrack registers a track (or one simulcast layer of it) that the client
+// started publishing, and starts its reader.
+func (p *Participant) onTrack(pc *webrtc.PeerConnection, track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
+	if track.Kind() == webrtc.RTPCodecTypeVideo && p.videoCodecs() == nil {
+		// voiceOnly: video that arrives anyway is neither forwarded nor counted.
+		return
+	}
+	codec := track.Codec()
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	pub, existed := p.publications[track.ID()]
+	if !existed {
+		if len(p.publications) >= p.room.sfu.cfg.MaxTracksPerParticipant {
+			p.mu.Unlock()
+			p.log.Warn("track refused: too many tracks", "track", track.ID())
+			return
+		}
+		pub = newPublication(p, track.ID(), track.StreamID(), track.Kind(), codec)
+		for _, ext := range receiver.GetParameters().HeaderExtensions {
+			if ext.URI == audioLevelURI {
+				pub.levelExtID = uint8(ext.ID)
+			}
+		}
+		pub.requestFrame = func(ssrc uint32) {
+			_ = pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
+		}
+		p.publications[track.ID()] = pub
+	}
+	quality := qualityOfRID(track.RID(), 0)
+	if track.RID() == "" {
+		quality = 0
+	}
+	l := pub.addLayer(quality, track.RID(), uint32(track.SSRC()))
+	p.wg.Add(2)
+	p.mu.Unlock()
+
+	p.log.Info("track published", "track", track.ID(), "kind", track.Kind().String(), "codec", codec.MimeType, "rid", track.RID())
+	go func() {
+		defer p.wg.Done()
+		pub.readRTP(l, track)
+		p.layerEnded(pub, l)
+	}()
+	go func() {
+		defer p.wg.Done()
+		p.readReceiverRTCP(receiver, track.RID(), l)
+	}()
+	if !existed {
+		p.room.publish(pub)
+	}
+	pub.RequestKeyframe(quality)
+}
+
+// layerEnded drops a layer whose reader stopped and unpublishes the track
+// when it was the last.
+func (p *Participant) layerEnded(pub *Publication, l *layer) {
+	pub.layers[l.quality].CompareAndSwap(l, nil)
+	for q := range maxLayers {
+		if pub.layer(q) != nil {
+			return
+		}
+	}
+	p.mu.Lock()
+	if p.publications[pub.id] == pub {
+		delete(p.publications, pub.id)
+	}
+	p.mu.Unlock()
+	pub.closed.Store(true)
+	p.room.unpublish(pub)
+}
+
+// readReceiverRTCP reads the publisher's sender reports for one layer.
+func (p *Participant) readReceiverRTCP(receiver *webrtc.RTPReceiver, rid string, l *layer) {
+	for {
+		var pkts []rtcp.Packet
+		var err error
+		if rid != "" {
+			pkts, _, err = receiver.ReadSimulcastRTCP(rid)
+		} else {
+			pkts, _, err = receiver.ReadRTCP()
+		}
+		if err != nil {
+			if isClosedErr(err) || p.ctx.Err() != nil {
+				return
+			}
+			p.room.sfu.metrics.malformedRTCP.Add(1)
+			continue
+		}
+		now := time.Now()
+		for _, pkt := range pkts {
+			if sr, ok := pkt.(*rtcp.SenderReport); ok && sr.SSRC == l.ssrc {
+				l.stats.SenderReport(sr.NTPTime, now)
+			}
+		}
+	}
+}
+
+// startSenderRTCP reads what a subscriber says about one of its tracks:
+// keyframe requests, NACKs and receiver reports.
+func (p *Participant) startSenderRTCP(sender *webrtc.RTPSender, dt *DownTrack) {
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			pkts, _, err := sender.ReadRTCP()
+			if err != nil {
+				if isClosedErr(err) || p.ctx.Err() != nil {
+					return
+				}
+				p.room.sfu.metrics.malformedRTCP.Add(1)
+				continue
+			}
+			p.handleSubscriberRTCP(dt, pkts)
+		}
+	}()
+}
+
+func (p *Participant) handleSubscriberRTCP(dt *DownTrack, pkts []rtcp.Packet) {
+	m := p.room.sfu.metrics
+	for _, pkt := range pkts {
+		switch pkt := pkt.(type) {
+		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+			m.plisReceived.Add(1)
+			dt.plis.Add(1)
+			if src := dt.Source(); src != nil {
+				src.RequestKeyframe(dt.currentLayer())
+			}
+		case *rtcp.TransportLayerNack:
+			p.answerNACK(dt, pkt)
+		case *rtcp.ReceiverReport:
+			for _, r := range pkt.Reports {
+				if r.SSRC == dt.SSRC() {
+					p.room.sfu.metrics.observeReport(dt, r, time.Now())
+				}
+			}
+		}
+	}
+}
+
+// answerNACK resends what the cache holds and asks the publisher for the
+// rest, once per NACK packet.
+func (p *Participant) answerNACK(dt *DownTrack, nack *rtcp.TransportLayerNack) {
+	m := p.room.sfu.metrics
+	var upstream []uint16
+	var upSrc *Publication
+	var upQuality int
+	for _, pair := range nack.Nacks {
+		for _, seq := range pair.PacketList() {
+			m.nacksReceived.Add(1)
+			src, q, srcSeq, ok := dt.retransmit(seq)
+			if ok {
+				m.retransmits.Add(1)
+				continue
+			}
+			if src != nil && (upSrc == nil || upSrc == src && upQuality == q) {
+				upSrc, upQuality = src, q
+				upstream = append(upstream, srcSeq)
+			}
+		}
+	}
+	if upSrc != nil && len(upstream) > 0 {
+		if l := upSrc.layer(upQuality); l != nil {
+			upSrc.owner.sendRTCP(&rtcp.TransportLayerNack{MediaSSRC: l.ssrc, Nacks: rtcp.NackPairsFromSequenceNumbers(upstream)})
+			m.nacksSent.Add(uint64(len(upstream)))
+		}
+	}
+}
+
+// sendRTCP writes to the publishing PeerConnection.
+func (p *Participant) sendRTCP(pkts ...rtcp.Packet) {
+	p.mu.Lock()
+	pc := p.pub
+	p.mu.Unlock()
+	if pc != nil {
+		_ = pc.WriteRTCP(pkts)
+	}
+}
+
+// subscribe gives this participant a track of pub (dynamic mode).
+func (p *Participant) subscribe(pub *Publication) {
+	if pub.kind == webrtc.RTPCodecTypeVideo && p.videoCodecs() == nil {
+		return
+	}
+	p.mu.Lock()
+	if p.closed || p.sub == nil || p.downTracks[pub] != nil {
+		p.mu.Unlock()
+		return
+	}
+	pc := p.sub
+	dt := newDownTrack(pub.kind, pub.id, pub.owner.id)
+	dt.source = pub
+	tr, err := pc.AddTransceiverFromTrack(dt, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	if err != nil {
+		p.mu.Unlock()
+		p.log.Warn("subscribe failed", "track", pub.id, "err", err)
+		return
+	}
+	p.downTracks[pub] = dt
+	p.senders[dt] = tr.Sender()
+	p.mu.Unlock()
+	dt.source = nil
+	dt.setSource(pub)
+	p.startSenderRTCP(tr.Sender(), dt)
+	p.negotiate()
+}
+
+// unsubscribe removes the track of a publication that ended (dynamic mode).
+func (p *Participant) unsubscribe(pub *Publication) {
+	p.mu.Lock()
+	dt := p.downTracks[pub]
+	var sender *webrtc.RTPSender
+	if dt != nil {
+		delete(p.downTracks, pub)
+		sender = p.senders[dt]
+		delete(p.senders, dt)
+	}
+	pc := p.sub
+	closed := p.closed
+	p.mu.Unlock()
+	if dt == nil {
+		return
+	}
+	dt.setSource(nil)
+	if pc != nil && sender != nil && !closed {
+		_ = pc.RemoveTrack(sender)
+		p.negotiate()
+	}
+}
+
+// negotiate sends a new server offer on the subscribing PeerConnection, or
+// remembers to once the pending one is answered.
+func (p *Participant) negotiate() {
+	p.mu.Lock()
+	pc, sig := p.sub, p.opts.Signals
+	if pc == nil || sig == nil || p.closed {
+		p.mu.Unlock()
+		return
+	}
+	if p.negotiating {
+		p.renegotiate = true
+		p.mu.Unlock()
+		return
+	}
+	p.negotiating, p.renegotiate = true, false
+	restart := p.iceRestart
+	p.iceRestart = false
+	p.mu.Unlock()
+
+	offer, err := pc.CreateOffer(&webrtc.OfferOptions{ICERestart: restart})
+	if err == nil {
+		gathered := webrtc.GatheringCompletePromise(pc)
+		if err = pc.SetLocalDescription(offer); err == nil {
+			select {
+			case <-gathered:
+			case <-time.After(5 * time.Second):
+			case <-p.ctx.Done():
+				return
+			}
+			sig.ServerOffer(pc.LocalDescription().SDP)
+			return
+		}
+	}
+	p.log.Warn("server offer failed", "err", err)
+	p.mu.Lock()
+	p.negotiating = false
+	p.mu.Unlock()
+}
+
+// tick runs the participant's periodic RTCP: NACKs to its publishers at
+// every call, and each second receiver reports, sender reports, bitrates
+// and layer choice.
+func (p *Participant) tick(now time.Time, second bool) {
+	p.mu.Lock()
+	pubs := make([]*Publication, 0, len(p.publications))
+	for _, pub := range p.publications {
+		pubs = append(pubs, pub)
+	}
+	pubPC, subPC, est := p.pub, p.sub, p.estimator
+	var dts []*DownTrack
+	if second {
+		dts = make([]*DownTrack, 0, len(p.downTracks)+len(p.slots))
+		for _, dt := range p.downTracks {
+			dts = append(dts, dt)
+		}
+		dts = append(dts, p.slots...)
+	}
+	p.mu.Unlock()
+
+	var out []rtcp.Packet
+	for _, pub := range pubs {
+		pub.flushKeyframeRequests()
+		out = pub.upstreamNACKs(now, 0, out)
+	}
+	if second && pubPC != nil {
+		rr := &rtcp.ReceiverReport{}
+		for _, pub := range pubs {
+			pub.updateBitrates(now)
+			rr.Reports = append(rr.Reports, p.room.sfu.metrics.receptionReports(pub, now)...)
+		}
+		if len(rr.Reports) > 0 {
+			out = append(out, rr)
+		}
+	}
+	if len(out) > 0 && pubPC != nil {
+		_ = pubPC.WriteRTCP(out)
+	}
+	if second && subPC != nil {
+		p.sendSenderReports(subPC, dts, now)
+		p.chooseLayers(dts, est, now)
+	}
+}
+
+func (p *Participant) sendSenderReports(pc *webrtc.PeerConnection, dts []*DownTrack, now time.Time) {
+	var out []rtcp.Packet
+	ntp := toNTP(now)
+	for _, dt := range dts {
+		ssrc, ts, ok := dt.senderReportState(now)
+		if !ok {
+			continue
+		}
+		dt.srNTPMid.Store(uint32(ntp >> 16))
+		dt.srSentAt.Store(now.UnixNano())
+		out = append(out, &rtcp.SenderReport{
+			SSRC: ssrc, NTPTime: ntp, RTPTime: ts,
+			PacketCount: uint32(dt.packets.Load()), OctetCount: uint32(dt.bytes.Load()),
+		})
+	}
+	if len(out) > 0 {
+		_ = pc.WriteRTCP(out)
+	}
+}
+
+// toNTP converts a wall-clock time to the 64-bit NTP format of RTCP.
+func toNTP(t time.Time) uint64 {
+	const ntpEpochOffset = 2208988800
+	secs := uint64(t.Unix()) + ntpEpochOffset
+	frac := uint64(t.Nanosecond()) * (1 << 32) / 1e9
+	return secs<<32 | frac
+}
+
+// isClosedErr tells the end of a stream from a packet that failed to parse.
+func isClosedErr(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) || errors.Is(err, net.ErrClosed)
+}
