@@ -74,12 +74,16 @@ func testConfig() Config {
 
 func newHarness(t *testing.T, mods ...func(*Config)) *harness {
 	t.Helper()
-	h := &harness{t: t, path: filepath.Join(t.TempDir(), "avs.db"), cfg: testConfig()}
+	return (&harness{t: t}).init(mods...)
+}
+
+func (h *harness) init(mods ...func(*Config)) *harness {
+	h.path, h.cfg = filepath.Join(h.t.TempDir(), "avs.db"), testConfig()
 	for _, m := range mods {
 		m(&h.cfg)
 	}
 	h.start()
-	t.Cleanup(h.stop)
+	h.t.Cleanup(h.stop)
 	return h
 }
 
