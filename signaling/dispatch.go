@@ -54,7 +54,7 @@ func (c *conn) handleBusiness(ctx context.Context, m inbound, s *Session) {
 		c.sendError(m.ID, Errorf(CodeForbidden, "%s is not allowed for role %s", m.Type, p.Role))
 		return
 	}
-	req := &Request{Type: m.Type, Data: m.Data, Session: s, Draining: c.srv.Draining()}
+	req := &Request{Type: m.Type, Data: m.Data, Session: s, RemoteAddr: c.addr, Draining: c.srv.Draining()}
 	data, err := c.hs.h.Handle(ctx, req)
 	var info *SessionInfo
 	if !authed && err == nil {

@@ -32,7 +32,6 @@ const (
 const (
 	CloseSessionTakenOver = 4001 // the session was resumed on another socket
 	CloseAuthTimeout      = 4002 // no authentication within auth_timeout
-	CloseSessionEnded     = 4003 // the session ended (session.close)
 	CloseTooManyErrors    = 4008 // limit violations went on after errors
 	CloseSlowConsumer     = 4009 // the client did not read its messages
 )

@@ -42,6 +42,9 @@ type Request struct {
 	Type    string
 	Data    json.RawMessage // nil when the client sent no data
 	Session *Session
+	// RemoteAddr is the client's address (after real_ip_header), for the
+	// business layer's own rate limits.
+	RemoteAddr string
 	// Draining is set once Shutdown has begun; handlers refuse new calls.
 	Draining bool
 }

@@ -206,7 +206,12 @@ type client struct {
 
 func (e *testEnv) dial(t *testing.T) *client {
 	t.Helper()
-	ws, resp, err := websocket.DefaultDialer.Dial(e.url, nil)
+	return dialURL(t, e.url)
+}
+
+func dialURL(t *testing.T, url string) *client {
+	t.Helper()
+	ws, resp, err := websocket.DefaultDialer.Dial(url, nil)
 	if err != nil {
 		t.Fatalf("dial: %v (resp %v)", err, resp)
 	}

@@ -186,6 +186,11 @@ func (c *conn) handleMedia(ctx context.Context, s *Session, typ string, data jso
 		if d.Target != "pub" && d.Target != "sub" {
 			return nil, Errorf(CodeBadRequest, `media.candidate: target must be "pub" or "sub"`)
 		}
+		if d.Candidate.Candidate == "" {
+			// Browsers signal end-of-candidates this way; the SFU does not
+			// need it.
+			return nil, nil
+		}
 		return nil, mediaErr(mb.ms.Candidate(d.Target, d.Candidate))
 	}
 }
@@ -247,4 +252,30 @@ func decodeData(typ string, data json.RawMessage, v any) error {
 		return Errorf(CodeBadRequest, "%s: invalid data: %v", typ, err)
 	}
 	return nil
+}
+
+// clearMediaRoom forbids media if the session's room is still room; a
+// later call's room is left alone.
+func (s *Session) clearMediaRoom(room string) {
+	s.mu.Lock()
+	if s.room != room {
+		s.mu.Unlock()
+		return
+	}
+	s.room, s.voiceOnly = "", false
+	s.mu.Unlock()
+	s.srv.goSafe(func() { s.closeMediaIn(room) })
+}
+
+// closeMediaIn closes the media session if it is in room.
+func (s *Session) closeMediaIn(room string) {
+	s.mediaMu.Lock()
+	mb := s.media
+	if mb == nil || mb.room != room {
+		s.mediaMu.Unlock()
+		return
+	}
+	s.media = nil
+	s.mediaMu.Unlock()
+	s.srv.closeBinding(mb)
 }
