@@ -51,7 +51,6 @@ type sender struct {
 	seq      uint16
 	ts       uint32
 	pid      uint16
-	lastKey  time.Time
 	hdr      rtp.Header
 	hdrFor   *binding
 	scratch  []byte
@@ -122,23 +121,17 @@ func (s *sender) prepareHeader(b *binding) {
 	s.hdrFor = b
 }
 
-// keyframeMinGap is the least time between forced keyframes: PLIs from
-// several subscribers that arrive together cost one keyframe, as they would
-// from a browser's encoder.
-const keyframeMinGap = 100 * time.Millisecond
-
 // sendFrame writes the clip's current frame and advances the clip. When the
 // stream is not bound (yet, or any more) the frame is skipped so that media
 // time keeps pace with wall time.
-func (s *sender) sendFrame(now time.Time) {
+func (s *sender) sendFrame() {
 	clip := s.clip
-	if s.keyReq.Swap(false) && !clip.Frames[s.pos].Keyframe && now.Sub(s.lastKey) >= keyframeMinGap {
+	// Every request is honoured, as a browser's encoder does: the server,
+	// not the sender, is the place to throttle them.
+	if s.keyReq.Swap(false) && !clip.Frames[s.pos].Keyframe {
 		s.pos = clip.NextKeyframe(s.pos)
 	}
 	fr := &clip.Frames[s.pos]
-	if fr.Keyframe {
-		s.lastKey = now
-	}
 	if b := s.bound.Load(); b != nil {
 		if b != s.hdrFor {
 			s.prepareHeader(b)
@@ -262,7 +255,7 @@ func (sh *pacerShard) run(ctx context.Context, late *atomic.Int64) {
 				late.Add(1)
 				s.next = now
 			}
-			s.sendFrame(now)
+			s.sendFrame()
 			s.next = s.next.Add(s.clip.FrameDur)
 			heap.Fix(&sh.queue, 0)
 			now = time.Now()
