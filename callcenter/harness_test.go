@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,6 +61,8 @@ type harness struct {
 	ev    *events
 	reg   *prometheus.Registry
 	now   func() time.Time
+	// hook is called when the service commits a webhook delivery.
+	hook atomic.Pointer[func()]
 }
 
 func testConfig() Config {
@@ -101,6 +104,11 @@ func (h *harness) start() {
 	h.ev = &events{byWho: map[Party][]Event{}, cursor: map[Party]int{}}
 	h.reg = prometheus.NewRegistry()
 	svc, err := New(Params{Config: h.cfg, Store: st, Rooms: h.rooms, Notifier: h.ev, Registerer: h.reg, Now: h.now,
+		OnOutbox: func() {
+			if f := h.hook.Load(); f != nil {
+				(*f)()
+			}
+		},
 		ICEServers: func(k string) []ICEServer { return []ICEServer{{URLs: []string{"turn:x"}, Username: k}} }})
 	if err != nil {
 		h.t.Fatalf("service: %v", err)
@@ -256,4 +264,14 @@ func wantCode(t *testing.T, err error, code string) {
 	if CodeOf(err) != code {
 		t.Fatalf("error %v: code %q, want %q", err, CodeOf(err), code)
 	}
+}
+
+func withSettings(t *testing.T, ten *store.Tenant, s TenantSettings) *store.Tenant {
+	t.Helper()
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ten.Settings = string(b)
+	return ten
 }
