@@ -20,7 +20,6 @@ const (
 	CodeForbidden            = "forbidden"
 	CodeAlreadyAuthenticated = "already_authenticated"
 	CodeResumeFailed         = "resume_failed"
-	CodeShuttingDown         = "shutting_down"
 	CodeTimeout              = "timeout"
 	CodeInternal             = "internal"
 	CodeNoCall               = "no_call"

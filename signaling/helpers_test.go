@@ -76,7 +76,7 @@ func (h *fakeHandler) Handle(ctx context.Context, req *Request) (any, error) {
 		return map[string]any{"ok": true}, nil
 	case "call.place":
 		if req.Draining {
-			return nil, Errorf(CodeShuttingDown, "not taking new calls")
+			return nil, Errorf("unavailable", "not taking new calls")
 		}
 		req.Session.SetMediaRoom("room-1", false)
 		_ = req.Session.Push("queue.position", map[string]int{"position": 1})

@@ -308,7 +308,7 @@ func TestShutdownDrains(t *testing.T) {
 	// No new call while draining; the running call goes on.
 	other := e.dial(t)
 	other.mustReply("customer.auth", authData{ID: 7})
-	other.mustError("call.place", nil, CodeShuttingDown)
+	other.mustError("call.place", nil, "unavailable")
 	select {
 	case err := <-done:
 		t.Fatalf("Shutdown returned while a call had media: %v", err)
