@@ -45,7 +45,9 @@ func (s *Service) PlaceCall(ctx context.Context, sess *CustomerSession, req Plac
 	if !settings.WorkingHours.OpenAt(now) {
 		return nil, newErr(CodeOutsideWorkingHours, nil)
 	}
-	if settings.Pages.VerifyCode && !sess.Verified() && !sess.CallDirect.Enable {
+	// callDirect skips the optional pages, but only a signed entry may skip
+	// the verify code: an unsigned one could set callDirect itself.
+	if settings.Pages.VerifyCode && !sess.Verified() && !(sess.CallDirect.Enable && sess.Signed) {
 		return nil, newErr(CodeVerifyRequired, nil)
 	}
 	cust, err := s.st.CustomerByID(ctx, sess.TenantID, sess.CustomerID)
@@ -132,7 +134,6 @@ func (s *Service) route(lc *liveCall, sess *CustomerSession, req PlaceCallReques
 	default:
 		lc.rec.GroupID = st.DefaultGroupID
 	}
-	lc.rec.AgentID = lc.targetAgent
 	return nil
 }
 

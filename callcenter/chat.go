@@ -105,6 +105,9 @@ func (s *Service) SubmitSurvey(ctx context.Context, sess *CustomerSession, callI
 	if err != nil {
 		return 0, internal("load call", err)
 	}
+	if !lc.settings.Survey.Enabled {
+		return 0, errf(CodeInvalidState, "the tenant has no survey")
+	}
 	if opts := lc.settings.Survey.ResolveOptions; len(opts) > 0 && ans.Resolved != "" && !contains(opts, ans.Resolved) {
 		return 0, errf(CodeBadRequest, "unknown resolve option %q", ans.Resolved)
 	}

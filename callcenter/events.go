@@ -29,7 +29,6 @@ const (
 	EventCallTransfered = "call.transfer"   // customer and the old agent: TransferData
 	EventCallEnded      = "call.ended"      // both: EndedData
 	EventChatMessage    = "chat.message"    // both: ChatMessage
-	EventAgentStatus    = "agent.status"    // agent: AgentStatusData (changed by the server)
 )
 
 // CallStateData names a call and why its state changed.
@@ -90,12 +89,6 @@ type EndedData struct {
 	NavigateType int           `json:"navigateType"`
 	Survey       *SurveyConfig `json:"survey,omitempty"`
 	By           string        `json:"by,omitempty"` // "customer", "agent" or "" (server)
-}
-
-// AgentStatusData is an agent's status as the server set it.
-type AgentStatusData struct {
-	AgentID int64  `json:"agentId"`
-	Status  string `json:"status"`
 }
 
 // AgentInfo is what customers see of an agent.

@@ -49,10 +49,6 @@ func (c *liveCall) routeKey() string {
 	return strconv.FormatInt(c.rec.GroupID, 10)
 }
 
-func (c *liveCall) sameRoute(o *liveCall) bool {
-	return c.targetAgent == o.targetAgent && c.rec.GroupID == o.rec.GroupID
-}
-
 // queuedLocked returns the tenant's queued calls in service order.
 func (s *Service) queuedLocked(tenantID int64) []*liveCall {
 	var q []*liveCall
@@ -208,23 +204,25 @@ func (s *Service) noAnswerLocked(c *liveCall, reason string) {
 // and estimated wait when they changed, and refreshes the queue gauges.
 func (s *Service) pushPositionsLocked(tenantID int64) {
 	t := s.tenantLocked(tenantID)
-	queued := s.queuedLocked(tenantID)
+	type route struct{ group, agent int64 }
+	ahead := map[route]int{}
+	serving := map[route]int{}
 	counts := map[string]int{}
-	for i, c := range queued {
-		pos := 1
-		for _, o := range queued[:i] {
-			if o.sameRoute(c) {
-				pos++
-			}
-		}
+	for _, c := range s.queuedLocked(tenantID) {
+		r := route{c.rec.GroupID, c.targetAgent}
+		ahead[r]++
+		pos := ahead[r]
 		counts[c.routeKey()]++
-		serving := 0
-		for _, a := range s.agents {
-			if eligible(c, a) && a.status != StatusOffline {
-				serving += a.maxCalls
+		n, ok := serving[r]
+		if !ok {
+			for _, a := range s.agents {
+				if eligible(c, a) && a.status != StatusOffline {
+					n += a.maxCalls
+				}
 			}
+			serving[r] = n
 		}
-		wait := int64(pos) * t.avgCall.Milliseconds() / int64(max(serving, 1))
+		wait := int64(pos) * t.avgCall.Milliseconds() / int64(max(n, 1))
 		if pos == c.lastPos && wait == c.lastWait {
 			continue
 		}
