@@ -109,7 +109,7 @@ type resumeData struct {
 func (c *conn) handleResume(m inbound) {
 	var d resumeData
 	if err := decodeData(m.Type, m.Data, &d); err != nil {
-		c.sendError(m.ID, err.(*Error))
+		c.sendError(m.ID, c.clientError(c.ctx, m.Type, err))
 		return
 	}
 	if c.session().authenticated() {
