@@ -53,6 +53,7 @@ func run() error {
 	flag.BoolVar(&cfg.VoiceOnly, "voice-only", false, "audio only")
 	flag.BoolVar(&cfg.Simulcast, "simulcast", false, "publish three VP8 layers (f at -bitrate, h 320x240 250k, q 160x120 100k)")
 	flag.BoolVar(&cfg.NACK, "nack", true, "players send NACKs for missing packets")
+	flag.BoolVar(&cfg.TWCC, "twcc", true, "transport-wide congestion control: sequence numbers on sent media, feedback on received media, as browsers do")
 	flag.StringVar(&cfg.MediaDir, "media", "testdata/media", "directory of the clips")
 	flag.BoolVar(&verbose, "v", false, "debug logging")
 	flag.Parse()

@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"hash/maphash"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,7 +40,8 @@ func benchSender(b *testing.B, load func(PayloadHasher) (*Clip, error), mime str
 	s := newSender("v", "s", "", kind, clip, &times, &c, time.Now(), 1)
 	mid := "0"
 	s.mid.Store(&mid)
-	s.bound.Store(&binding{w: &marshalWriter{buf: make([]byte, 1500)}, ssrc: 1234, pt: 96, midID: 1})
+	s.twccSeq = new(atomic.Uint32)
+	s.bound.Store(&binding{w: &marshalWriter{buf: make([]byte, 1500)}, ssrc: 1234, pt: 96, midID: 1, twccID: 3})
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {

@@ -28,6 +28,7 @@ type participant struct {
 	senders              []*sender
 	audioSent, videoSent SendTimes // what this side sent, for the other side's player
 	readyOnce            sync.Once
+	twccSeq              atomic.Uint32 // transport-wide sequence of the publishing peer
 }
 
 // call is one 1:1 call: A publishes to room load-<i>-a, which B plays, and
@@ -113,12 +114,19 @@ func (c *call) publish(ctx context.Context, p *participant, room string) error {
 	if _, err := pc.AddTransceiverFromTrack(audio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
 		return fmt.Errorf("add audio track: %w", err)
 	}
+	if r.cfg.TWCC {
+		audio.twccSeq = &p.twccSeq
+	}
 	p.senders = append(p.senders, audio)
 	var video []*sender
 	if !r.cfg.VoiceOnly {
 		for i, layer := range r.video {
-			video = append(video, newSender("video", stream, layer.rid, webrtc.RTPCodecTypeVideo, layer.clip,
-				&p.videoSent, &r.counters, r.epoch, seed+1+uint32(i)))
+			s := newSender("video", stream, layer.rid, webrtc.RTPCodecTypeVideo, layer.clip,
+				&p.videoSent, &r.counters, r.epoch, seed+1+uint32(i))
+			if r.cfg.TWCC {
+				s.twccSeq = &p.twccSeq
+			}
+			video = append(video, s)
 		}
 		tr, err := pc.AddTransceiverFromTrack(video[0], webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/rtcp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -28,7 +29,7 @@ type peerFactory struct {
 	cert          webrtc.Certificate
 }
 
-func newPeerFactory(serverURL string, codec string, simulcast, nackGen bool, c *Counters) (*peerFactory, error) {
+func newPeerFactory(serverURL string, codec string, simulcast, nackGen, twccOn bool, c *Counters) (*peerFactory, error) {
 	localIP, err := localIPFor(serverURL)
 	if err != nil {
 		return nil, err
@@ -41,7 +42,7 @@ func newPeerFactory(serverURL string, codec string, simulcast, nackGen bool, c *
 	// candidates on every interface would only add ICE checks.
 	se.SetIPFilter(func(ip net.IP) bool { return ip.Equal(localIP) })
 
-	pubME, err := newMediaEngine(codec, simulcast)
+	pubME, err := newMediaEngine(codec, simulcast, twccOn)
 	if err != nil {
 		return nil, err
 	}
@@ -52,7 +53,7 @@ func newPeerFactory(serverURL string, codec string, simulcast, nackGen bool, c *
 	}
 	pubIR.Add(responder)
 
-	playME, err := newMediaEngine(codec, false)
+	playME, err := newMediaEngine(codec, false, twccOn)
 	if err != nil {
 		return nil, err
 	}
@@ -66,6 +67,15 @@ func newPeerFactory(serverURL string, codec string, simulcast, nackGen bool, c *
 			return nil, fmt.Errorf("nack generator: %w", err)
 		}
 		playIR.Add(gen)
+	}
+	if twccOn {
+		// The server's bandwidth estimate for each player runs on this
+		// feedback, as it does for a browser.
+		fb, err := twcc.NewSenderInterceptor()
+		if err != nil {
+			return nil, fmt.Errorf("twcc feedback: %w", err)
+		}
+		playIR.Add(fb)
 	}
 
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -108,12 +118,17 @@ const (
 
 // newMediaEngine registers only the codecs the run uses, so the server's
 // answer cannot pick another one.
-func newMediaEngine(codec string, simulcast bool) (*webrtc.MediaEngine, error) {
+func newMediaEngine(codec string, simulcast, twccOn bool) (*webrtc.MediaEngine, error) {
 	me := &webrtc.MediaEngine{}
 	videoFB := []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}}
+	var audioFB []webrtc.RTCPFeedback
+	if twccOn {
+		videoFB = append(videoFB, webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC})
+		audioFB = append(audioFB, webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC})
+	}
 	if err := me.RegisterCodec(webrtc.RTPCodecParameters{
 		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
-			SDPFmtpLine: "minptime=10;useinbandfec=1"},
+			SDPFmtpLine: "minptime=10;useinbandfec=1", RTCPFeedback: audioFB},
 		PayloadType: ptOpus,
 	}, webrtc.RTPCodecTypeAudio); err != nil {
 		return nil, fmt.Errorf("register opus: %w", err)
@@ -134,12 +149,15 @@ func newMediaEngine(codec string, simulcast bool) (*webrtc.MediaEngine, error) {
 		return nil, fmt.Errorf("register video codec: %w", err)
 	}
 	exts := []string{sdp.SDESMidURI}
+	if twccOn {
+		exts = append(exts, sdp.TransportCCURI)
+	}
 	if simulcast {
 		exts = append(exts, sdp.SDESRTPStreamIDURI, sdp.SDESRepairRTPStreamIDURI)
 	}
 	for _, uri := range exts {
 		for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
-			if uri != sdp.SDESMidURI && kind == webrtc.RTPCodecTypeAudio {
+			if (uri == sdp.SDESRTPStreamIDURI || uri == sdp.SDESRepairRTPStreamIDURI) && kind == webrtc.RTPCodecTypeAudio {
 				continue
 			}
 			if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: uri}, kind); err != nil {

@@ -30,6 +30,7 @@ type Config struct {
 	VoiceOnly  bool
 	Simulcast  bool // three VP8 layers: f (Bitrate), h and q
 	NACK       bool // players send NACKs for missing packets
+	TWCC       bool // transport-wide congestion control feedback both ways, as browsers do
 	MediaDir   string
 	Dialer     Dialer       // nil means WHIP/WHEP at ServerURL
 	Log        *slog.Logger // nil means discard
@@ -98,7 +99,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if r.audio, r.video, err = loadMedia(ctx, &cfg, r.seed); err != nil {
 		return nil, err
 	}
-	if r.peers, err = newPeerFactory(cfg.ServerURL, cfg.Codec, cfg.Simulcast, cfg.NACK, &r.counters); err != nil {
+	if r.peers, err = newPeerFactory(cfg.ServerURL, cfg.Codec, cfg.Simulcast, cfg.NACK, cfg.TWCC, &r.counters); err != nil {
 		return nil, err
 	}
 	client := &http.Client{Timeout: 15 * time.Second}

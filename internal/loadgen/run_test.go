@@ -35,7 +35,7 @@ func TestRunAgainstEcho(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			rep, err := Run(ctx, Config{
-				ServerURL: url, Token: "test-token", Calls: 2,
+				ServerURL: url, Token: "test-token", Calls: 2, TWCC: true,
 				Ramp: 200 * time.Millisecond, Duration: 2 * time.Second,
 				Codec: tt.codec, Bitrate: 800, VoiceOnly: tt.voiceOnly, Simulcast: tt.simulcast, NACK: true,
 				MediaDir: "../../testdata/media", ServerPID: os.Getpid(),

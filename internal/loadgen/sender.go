@@ -3,6 +3,7 @@ package loadgen
 import (
 	"container/heap"
 	"context"
+	"encoding/binary"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,6 +44,9 @@ type sender struct {
 	mid    atomic.Pointer[string] // set after negotiation; sent in the MID extension
 	keyReq atomic.Bool
 	closed atomic.Bool
+	// twccSeq is the transport-wide sequence number of the sender's peer
+	// connection, shared with its other senders; nil without TWCC.
+	twccSeq *atomic.Uint32
 
 	// Owned by the pacer goroutine.
 	next     time.Time
@@ -53,16 +57,18 @@ type sender struct {
 	pid      uint16
 	hdr      rtp.Header
 	hdrFor   *binding
+	twccBuf  []byte // the TWCC extension's payload inside hdr, rewritten per packet
 	scratch  []byte
 	sentOnce bool
 }
 
 type binding struct {
-	w     webrtc.TrackLocalWriter
-	ssrc  uint32
-	pt    uint8
-	midID uint8
-	ridID uint8
+	w      webrtc.TrackLocalWriter
+	ssrc   uint32
+	pt     uint8
+	midID  uint8
+	ridID  uint8
+	twccID uint8
 }
 
 // newSender returns a stream that replays clip. seed starts its sequence
@@ -96,6 +102,8 @@ func (s *sender) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, 
 				b.midID = uint8(e.ID)
 			case sdp.SDESRTPStreamIDURI:
 				b.ridID = uint8(e.ID)
+			case sdp.TransportCCURI:
+				b.twccID = uint8(e.ID)
 			}
 		}
 		s.bound.Store(b)
@@ -117,6 +125,13 @@ func (s *sender) prepareHeader(b *binding) {
 	}
 	if s.rid != "" && b.ridID != 0 {
 		_ = s.hdr.SetExtension(b.ridID, []byte(s.rid))
+	}
+	s.twccBuf = nil
+	if s.twccSeq != nil && b.twccID != 0 {
+		// Written here rather than by pion's TWCC interceptor, which
+		// allocates a new extension for every packet.
+		s.twccBuf = make([]byte, 2)
+		_ = s.hdr.SetExtension(b.twccID, s.twccBuf)
 	}
 	s.hdrFor = b
 }
@@ -164,6 +179,9 @@ func (s *sender) writeFrame(b *binding, fr *Frame) {
 			copy(payload, p)
 			payload[2] = 0x80 | byte(s.pid>>8)
 			payload[3] = byte(s.pid)
+		}
+		if s.twccBuf != nil {
+			binary.BigEndian.PutUint16(s.twccBuf, uint16(s.twccSeq.Add(1)))
 		}
 		s.times.Record(fr.Hashes[i], int64(time.Since(s.epoch)))
 		if _, err := b.w.WriteRTP(&s.hdr, payload); err != nil {
