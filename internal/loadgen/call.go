@@ -106,7 +106,7 @@ func (c *call) publish(ctx context.Context, p *participant, room string) error {
 	p.pub = pc
 	c.watch(pc)
 	stream := fmt.Sprintf("call%d-%s", c.index, p.name)
-	seed := uint32(c.index*16) + uint32(len(p.name)*4)
+	seed := uint32(c.index * 16) // room for eight streams per side
 	if p.name == "b" {
 		seed += 8
 	}

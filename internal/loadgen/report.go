@@ -33,7 +33,7 @@ func newMonitor(r *Runner, server Sampler) *monitor {
 
 // sample takes a sample of both processes and works out the last
 // interval's CPU use.
-func (m *monitor) sample(ctx context.Context, _ time.Time) {
+func (m *monitor) sample(ctx context.Context) {
 	if s, err := m.self.Sample(ctx); err == nil {
 		if !m.lastSelf.At.IsZero() {
 			m.selfPct = cpuPercent(m.lastSelf, s)
@@ -63,7 +63,7 @@ func (m *monitor) holdStart(ctx context.Context) { m.hold(ctx, 0) }
 func (m *monitor) holdEnd(ctx context.Context)   { m.hold(ctx, 1) }
 
 func (m *monitor) hold(ctx context.Context, i int) {
-	m.sample(ctx, time.Time{})
+	m.sample(ctx)
 	m.holdSelf[i] = m.lastSelf
 	if m.haveSrv {
 		m.holdSrv[i] = m.lastSrv

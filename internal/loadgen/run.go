@@ -139,7 +139,7 @@ func (r *Runner) drive(ctx context.Context, mon *monitor) *Report {
 	var callsDone sync.WaitGroup
 	callsDone.Go(func() { r.placeCalls(callsCtx, start, &callsDone) })
 
-	mon.sample(ctx, start)
+	mon.sample(ctx)
 	ticker := time.NewTicker(r.cfg.Interval)
 	defer ticker.Stop()
 	rampEnd := time.NewTimer(r.cfg.Ramp)
@@ -150,7 +150,7 @@ loop:
 	for {
 		select {
 		case now := <-ticker.C:
-			mon.sample(ctx, start)
+			mon.sample(ctx)
 			mon.progress(now.Sub(start))
 		case <-rampEnd.C:
 			mon.holdStart(ctx)

@@ -50,7 +50,6 @@ type sender struct {
 
 	// Owned by the pacer goroutine.
 	next     time.Time
-	heapIdx  int
 	pos      int
 	seq      uint16
 	ts       uint32
@@ -296,11 +295,8 @@ type senderHeap []*sender
 
 func (h senderHeap) Len() int           { return len(h) }
 func (h senderHeap) Less(i, j int) bool { return h[i].next.Before(h[j].next) }
-func (h senderHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].heapIdx, h[j].heapIdx = i, j
-}
-func (h *senderHeap) Push(x any) { s := x.(*sender); s.heapIdx = len(*h); *h = append(*h, s) }
+func (h senderHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *senderHeap) Push(x any)        { *h = append(*h, x.(*sender)) }
 func (h *senderHeap) Pop() any {
 	old := *h
 	s := old[len(old)-1]
