@@ -73,7 +73,7 @@ func New(p Params) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{
+	srv := &Server{
 		cfg:      p.Config,
 		log:      log.With("component", "signaling"),
 		media:    p.Media,
@@ -86,18 +86,18 @@ func New(p Params) (*Server, error) {
 		parties:  make(map[Party]map[*Session]struct{}),
 		idle:     make(chan struct{}),
 	}
-	s.upgrader = websocket.Upgrader{
+	srv.upgrader = websocket.Upgrader{
 		ReadBufferSize:  4096,
 		WriteBufferSize: 4096,
-		CheckOrigin:     s.checkOrigin,
+		CheckOrigin:     srv.checkOrigin,
 	}
 	if p.Handler != nil {
-		if err := s.SetHandler(p.Handler); err != nil {
+		if err := srv.SetHandler(p.Handler); err != nil {
 			cancel()
 			return nil, err
 		}
 	}
-	return s, nil
+	return srv, nil
 }
 
 // transportTypes are answered by the transport itself.
@@ -109,7 +109,7 @@ var transportTypes = map[string]bool{
 
 // SetHandler installs the business handler. Until it is set, upgrades are
 // refused with 503.
-func (s *Server) SetHandler(h Handler) error {
+func (srv *Server) SetHandler(h Handler) error {
 	routes := make(map[string]Access)
 	for _, r := range h.Routes() {
 		if transportTypes[r.Type] {
@@ -120,16 +120,16 @@ func (s *Server) SetHandler(h Handler) error {
 		}
 		routes[r.Type] = r.Access
 	}
-	s.handler.Store(&handlerState{h: h, routes: routes})
+	srv.handler.Store(&handlerState{h: h, routes: routes})
 	return nil
 }
 
-func (s *Server) checkOrigin(r *http.Request) bool {
+func (srv *Server) checkOrigin(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return true
 	}
-	for _, o := range s.cfg.AllowedOrigins {
+	for _, o := range srv.cfg.AllowedOrigins {
 		if o == "*" || strings.EqualFold(o, origin) {
 			return true
 		}
@@ -138,8 +138,8 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 	return err == nil && strings.EqualFold(u.Host, r.Host)
 }
 
-func (s *Server) remoteAddr(r *http.Request) string {
-	if h := s.cfg.RealIPHeader; h != "" {
+func (srv *Server) remoteAddr(r *http.Request) string {
+	if h := srv.cfg.RealIPHeader; h != "" {
 		if v := strings.TrimSpace(r.Header.Get(h)); v != "" {
 			// X-Forwarded-For style lists: the last hop is the one our
 			// trusted proxy appended.
@@ -158,122 +158,122 @@ func (s *Server) remoteAddr(r *http.Request) string {
 
 // ServeHTTP upgrades the request to a signaling WebSocket and serves it
 // until it closes.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	hs := s.handler.Load()
+func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hs := srv.handler.Load()
 	if hs == nil {
-		s.refuse(w, "not_ready", http.StatusServiceUnavailable)
+		srv.refuse(w, "not_ready", http.StatusServiceUnavailable)
 		return
 	}
-	addr := s.remoteAddr(r)
-	if reason, status := s.admit(addr); status != 0 {
-		s.refuse(w, reason, status)
+	addr := srv.remoteAddr(r)
+	if reason, status := srv.admit(addr); status != 0 {
+		srv.refuse(w, reason, status)
 		return
 	}
-	ws, err := s.upgrader.Upgrade(w, r, nil)
+	ws, err := srv.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		// The upgrader has already answered the client.
-		s.release(addr)
-		s.metrics.rejected.WithLabelValues("upgrade").Inc()
-		s.log.Debug("upgrade failed", "addr", addr, "err", err)
+		srv.release(addr)
+		srv.metrics.rejected.WithLabelValues("upgrade").Inc()
+		srv.log.Debug("upgrade failed", "addr", addr, "err", err)
 		return
 	}
-	c := newConn(s, ws, addr, hs)
-	if !s.track(c) {
-		s.release(addr)
+	c := newConn(srv, ws, addr, hs)
+	if !srv.track(c) {
+		srv.release(addr)
 		_ = ws.WriteControl(websocket.CloseMessage,
-			websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"), deadline(s.cfg.WriteTimeout))
+			websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"), deadline(srv.cfg.WriteTimeout))
 		_ = ws.Close()
 		return
 	}
-	defer s.untrack(c)
+	defer srv.untrack(c)
 	c.serve()
 }
 
-func (s *Server) refuse(w http.ResponseWriter, reason string, status int) {
-	s.metrics.rejected.WithLabelValues(reason).Inc()
+func (srv *Server) refuse(w http.ResponseWriter, reason string, status int) {
+	srv.metrics.rejected.WithLabelValues(reason).Inc()
 	http.Error(w, reason, status)
 }
 
 // admit reserves a connection slot for addr.
-func (s *Server) admit(addr string) (string, int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func (srv *Server) admit(addr string) (string, int) {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
 	switch {
-	case s.closed:
+	case srv.closed:
 		// While draining, sockets are still accepted: a client in a
 		// running call must be able to resume.
 		return "shutting_down", http.StatusServiceUnavailable
-	case s.perAddr[addr] >= s.cfg.MaxConnectionsPerAddr:
+	case srv.perAddr[addr] >= srv.cfg.MaxConnectionsPerAddr:
 		return "per_addr_limit", http.StatusTooManyRequests
-	case s.totalReserved() >= s.cfg.MaxConnections:
+	case srv.totalReserved() >= srv.cfg.MaxConnections:
 		return "connection_limit", http.StatusServiceUnavailable
 	}
-	s.perAddr[addr]++
+	srv.perAddr[addr]++
 	return "", 0
 }
 
-func (s *Server) totalReserved() int {
+func (srv *Server) totalReserved() int {
 	n := 0
-	for _, v := range s.perAddr {
+	for _, v := range srv.perAddr {
 		n += v
 	}
 	return n
 }
 
-func (s *Server) release(addr string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.perAddr[addr] <= 1 {
-		delete(s.perAddr, addr)
+func (srv *Server) release(addr string) {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.perAddr[addr] <= 1 {
+		delete(srv.perAddr, addr)
 	} else {
-		s.perAddr[addr]--
+		srv.perAddr[addr]--
 	}
 }
 
 // track registers a live connection; false once the server is closed.
-func (s *Server) track(c *conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
+func (srv *Server) track(c *conn) bool {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.closed {
 		return false
 	}
-	s.conns[c] = struct{}{}
+	srv.conns[c] = struct{}{}
 	// The handler goroutine is http.Server's, but Close must still wait for
 	// it to finish its cleanup, so it is counted here.
-	s.wg.Add(1)
-	s.metrics.connections.Inc()
+	srv.wg.Add(1)
+	srv.metrics.connections.Inc()
 	return true
 }
 
-func (s *Server) untrack(c *conn) {
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
-	s.release(c.addr)
-	s.metrics.connections.Dec()
-	s.wg.Done()
+func (srv *Server) untrack(c *conn) {
+	srv.mu.Lock()
+	delete(srv.conns, c)
+	srv.mu.Unlock()
+	srv.release(c.addr)
+	srv.metrics.connections.Dec()
+	srv.wg.Done()
 }
 
 // goSafe starts fn on a goroutine the server owns, unless it is closed.
-func (s *Server) goSafe(fn func()) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
+func (srv *Server) goSafe(fn func()) bool {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.closed {
 		return false
 	}
-	s.wg.Add(1)
+	srv.wg.Add(1)
 	go func() {
-		defer s.wg.Done()
+		defer srv.wg.Done()
 		fn()
 	}()
 	return true
 }
 
 // Draining reports whether Shutdown has begun.
-func (s *Server) Draining() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.draining || s.closed
+func (srv *Server) Draining() bool {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	return srv.draining || srv.closed
 }
 
 // Shutdown drains the server: new connections are refused and handlers see
@@ -282,16 +282,16 @@ func (s *Server) Draining() bool {
 // socket with 1001 "going away", ends every session with EndShutdown and
 // waits for the server's goroutines. It returns ctx's error if the wait was
 // cut short.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.draining = true
-	s.mu.Unlock()
+func (srv *Server) Shutdown(ctx context.Context) error {
+	srv.mu.Lock()
+	srv.draining = true
+	srv.mu.Unlock()
 	var waitErr error
 wait:
 	for {
-		s.mu.Lock()
-		n, idle := s.inMedia, s.idle
-		s.mu.Unlock()
+		srv.mu.Lock()
+		n, idle := srv.inMedia, srv.idle
+		srv.mu.Unlock()
 		if n == 0 {
 			break
 		}
@@ -302,35 +302,35 @@ wait:
 			break wait
 		}
 	}
-	s.closeAll(websocket.CloseGoingAway, "server shutting down")
+	srv.closeAll(websocket.CloseGoingAway, "server shutting down")
 	return waitErr
 }
 
 // Close closes every socket with 1001, ends every session and waits for
 // the server's goroutines. It is safe to call more than once.
-func (s *Server) Close() error {
-	s.closeAll(websocket.CloseGoingAway, "server closing")
+func (srv *Server) Close() error {
+	srv.closeAll(websocket.CloseGoingAway, "server closing")
 	return nil
 }
 
-func (s *Server) closeAll(code int, reason string) {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		s.wg.Wait()
+func (srv *Server) closeAll(code int, reason string) {
+	srv.mu.Lock()
+	if srv.closed {
+		srv.mu.Unlock()
+		srv.wg.Wait()
 		return
 	}
-	s.closed = true
-	s.draining = true
-	conns := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
+	srv.closed = true
+	srv.draining = true
+	conns := make([]*conn, 0, len(srv.conns))
+	for c := range srv.conns {
 		conns = append(conns, c)
 	}
-	sessions := make([]*Session, 0, len(s.sessions))
-	for _, ss := range s.sessions {
+	sessions := make([]*Session, 0, len(srv.sessions))
+	for _, ss := range srv.sessions {
 		sessions = append(sessions, ss)
 	}
-	s.mu.Unlock()
+	srv.mu.Unlock()
 
 	for _, c := range conns {
 		// Flush so the last pushes (call ended, ...) reach the client; the
@@ -338,8 +338,8 @@ func (s *Server) closeAll(code int, reason string) {
 		c.close(code, reason, true)
 	}
 	for _, ss := range sessions {
-		s.endSession(ss, EndShutdown)
+		srv.endSession(ss, EndShutdown)
 	}
-	s.wg.Wait()
-	s.cancel()
+	srv.wg.Wait()
+	srv.cancel()
 }
