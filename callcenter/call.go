@@ -96,7 +96,6 @@ func (s *Service) PlaceCall(ctx context.Context, sess *CustomerSession, req Plac
 		Position: lc.lastPos, WaitMillis: lc.lastWait, CallsLeft: -1}
 	if e, err := s.st.EntryByID(ctx, sess.EntryID); err == nil {
 		info.CallsLeft = e.Left()
-		sess.CallTimesLeft = info.CallsLeft
 	}
 	return info, nil
 }

@@ -2,6 +2,7 @@ package callcenter
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -33,6 +34,9 @@ func (s *Service) SendChat(ctx context.Context, by Party, callID int64, text str
 	text = strings.TrimSpace(text)
 	if text == "" || len(text) > s.cfg.ChatMaxLength || !utf8.ValidString(text) {
 		return nil, errf(CodeBadRequest, "chat message must be 1 to %d bytes of UTF-8", s.cfg.ChatMaxLength)
+	}
+	if !s.chatRate.allow(by.Role+":"+strconv.FormatInt(by.ID, 10), s.now()) {
+		return nil, newErr(CodeRateLimited, nil)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

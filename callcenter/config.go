@@ -37,6 +37,8 @@ type Config struct {
 	EstimatedCallDuration time.Duration `toml:"estimated_call_duration"`
 	// ChatMaxLength bounds one chat message, in bytes.
 	ChatMaxLength int `toml:"chat_max_length"`
+	// ChatRatePerMinute bounds the chat messages one party sends.
+	ChatRatePerMinute int `toml:"chat_rate_per_minute"`
 	// ChatPageSize is how many messages one msgHis page holds.
 	ChatPageSize int `toml:"chat_page_size"`
 	// VerifyMaxAttempts is how many wrong verify codes a customer may enter
@@ -84,6 +86,7 @@ func DefaultConfig() Config {
 		DefaultMaxCalls:       1,
 		EstimatedCallDuration: 3 * time.Minute,
 		ChatMaxLength:         2000,
+		ChatRatePerMinute:     60,
 		ChatPageSize:          20,
 		VerifyMaxAttempts:     5,
 		VerifyWindow:          15 * time.Minute,
@@ -126,6 +129,7 @@ func (c Config) Validate() error {
 		{"max_ring_attempts", c.MaxRingAttempts},
 		{"default_max_calls", c.DefaultMaxCalls},
 		{"chat_max_length", c.ChatMaxLength},
+		{"chat_rate_per_minute", c.ChatRatePerMinute},
 		{"chat_page_size", c.ChatPageSize},
 		{"verify_max_attempts", c.VerifyMaxAttempts},
 		{"auth_rate_per_minute", c.AuthRatePerMinute},

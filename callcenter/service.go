@@ -83,7 +83,8 @@ type Service struct {
 	onOutbox func()
 	now      func() time.Time
 	m        *metrics
-	limiter  *rateLimiter
+	limiter  *rateLimiter // customer auth per remote address
+	chatRate *rateLimiter // chat messages per party
 
 	// mu guards the live state below. Store writes that change a live call
 	// happen under mu, so memory and database change in the same order.
@@ -126,7 +127,8 @@ func New(p Params) (*Service, error) {
 	s := &Service{
 		cfg: p.Config, st: p.Store, log: p.Logger, rooms: p.Rooms, ice: p.ICEServers, onOutbox: p.OnOutbox,
 		now: p.Now, m: m, limiter: newRateLimiter(p.Config.AuthRatePerMinute, time.Minute),
-		agents: map[int64]*agentState{}, calls: map[int64]*liveCall{}, tenants: map[int64]*tenantState{},
+		chatRate: newRateLimiter(p.Config.ChatRatePerMinute, time.Minute),
+		agents:   map[int64]*agentState{}, calls: map[int64]*liveCall{}, tenants: map[int64]*tenantState{},
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

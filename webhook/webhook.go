@@ -265,8 +265,9 @@ func (d *Deliverer) deliver(ctx context.Context, dl *store.Delivery) {
 	start := time.Now()
 	code, err := d.post(ctx, dl)
 	d.latency.Observe(time.Since(start).Seconds())
-	if ctx.Err() != nil {
-		// Shutting down: the attempt does not count; it is sent again later.
+	if err != nil && ctx.Err() != nil {
+		// Shutting down: the interrupted attempt does not count; it is sent
+		// again after the restart. A success is still recorded below.
 		return
 	}
 	now := d.now()
