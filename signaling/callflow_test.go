@@ -49,6 +49,15 @@ type flowEnv struct {
 
 func newFlowEnv(t *testing.T, mutate func(*Config)) *flowEnv {
 	t.Helper()
+	fm := &fakeMedia{}
+	fe := newFlowEnvWith(t, mutate, fm, &fakeRooms{open: map[string]bool{}})
+	fe.media = fm
+	return fe
+}
+
+// newFlowEnvWith builds the env on the given media plane.
+func newFlowEnvWith(t *testing.T, mutate func(*Config), media Media, rooms callcenter.Rooms) *flowEnv {
+	t.Helper()
 	ctx := context.Background()
 	sc := store.DefaultConfig()
 	sc.Path = filepath.Join(t.TempDir(), "avs.db")
@@ -60,8 +69,8 @@ func newFlowEnv(t *testing.T, mutate func(*Config)) *flowEnv {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	fe := &flowEnv{st: st, media: &fakeMedia{}}
-	fe.srv, err = New(Params{Config: cfg, Registerer: prometheus.NewRegistry(), Media: fe.media})
+	fe := &flowEnv{st: st}
+	fe.srv, err = New(Params{Config: cfg, Registerer: prometheus.NewRegistry(), Media: media})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +79,7 @@ func newFlowEnv(t *testing.T, mutate func(*Config)) *flowEnv {
 	ccfg.RingTimeout = time.Hour // the agent answers when the test says so
 	ccfg.QueueTimeout = time.Hour
 	ccfg.AuthRatePerMinute = 100000
-	fe.cc, err = callcenter.New(callcenter.Params{Config: ccfg, Store: st, Rooms: &fakeRooms{open: map[string]bool{}},
+	fe.cc, err = callcenter.New(callcenter.Params{Config: ccfg, Store: st, Rooms: rooms,
 		Notifier: flow, Registerer: prometheus.NewRegistry(),
 		ICEServers: func(k string) []callcenter.ICEServer {
 			return []callcenter.ICEServer{{URLs: []string{"turn:127.0.0.1:3478"}, Username: k, Credential: "c"}}

@@ -112,6 +112,7 @@ type fakeMedia struct {
 	mu     sync.Mutex
 	joined []string
 	open   int
+	last   *fakeMediaSession
 }
 
 type fakeMediaSession struct {
@@ -124,7 +125,8 @@ func (m *fakeMedia) Join(_ context.Context, room, pid string, voiceOnly bool, si
 	defer m.mu.Unlock()
 	m.joined = append(m.joined, room+"/"+pid)
 	m.open++
-	return &fakeMediaSession{m: m, sig: sig}, nil
+	m.last = &fakeMediaSession{m: m, sig: sig}
+	return m.last, nil
 }
 
 func (m *fakeMedia) openSessions() int {

@@ -37,6 +37,14 @@ type MediaSignals interface {
 	ServerCandidate(target string, c webrtc.ICECandidateInit)
 }
 
+// MediaEnder is implemented by the MediaSignals that signaling passes to
+// Media.Join. An SFU adapter calls MediaEnded when the participant left on
+// its own (ICE failed, room closed), so the client is told with a
+// media.ended push and may join again.
+type MediaEnder interface {
+	MediaEnded()
+}
+
 // ParticipantID is the id a party has in an SFU room; the recorder and the
 // SFU's logs rely on the role prefix.
 func ParticipantID(p Party) string {
@@ -77,6 +85,32 @@ func (g *sessionSignals) ServerCandidate(target string, c webrtc.ICECandidateIni
 	if !g.closed.Load() {
 		_ = g.s.Push("media.candidate", candidateData{Target: target, Candidate: c})
 	}
+}
+
+// MediaEnded implements MediaEnder.
+func (g *sessionSignals) MediaEnded() {
+	if g.closed.Load() {
+		return // signaling closed it itself
+	}
+	s := g.s
+	// The SFU may call this from inside a media operation that holds
+	// mediaMu; never wait for it here.
+	s.srv.goSafe(func() {
+		s.mediaMu.Lock()
+		mb := s.media
+		if mb == nil || mb.sig != g {
+			s.mediaMu.Unlock()
+			return
+		}
+		s.media = nil
+		s.mediaMu.Unlock()
+		s.srv.closeBinding(mb)
+		_ = s.Push("media.ended", mediaEndedData{Room: mb.room})
+	})
+}
+
+type mediaEndedData struct {
+	Room string `json:"room"`
 }
 
 // SetMediaRoom says which SFU room the session may join with media.join,

@@ -196,3 +196,35 @@ func TestMediaSignaling(t *testing.T) {
 	eventually(t, "media closed", func() bool { return e.media.openSessions() == 0 })
 	c.mustError("media.join", nil, CodeNoCall)
 }
+
+func TestMediaEndedBySFU(t *testing.T) {
+	e := newEnv(t, nil)
+	c := e.dial(t)
+	c.mustReply("customer.auth", authData{ID: 31})
+	c.mustReply("call.place", nil)
+	c.mustReply("media.join", nil)
+	e.media.mu.Lock()
+	sig := e.media.last.sig
+	e.media.mu.Unlock()
+	// The participant left on its own (ICE failed): the client is told and
+	// may join again.
+	sig.(MediaEnder).MediaEnded()
+	var d mediaEndedData
+	decode(t, c.push("media.ended").Data, &d)
+	if d.Room != "room-1" {
+		t.Fatalf("media.ended %+v", d)
+	}
+	c.mustError("media.offer", sdpData{SDP: "o"}, CodeNoCall)
+	c.mustReply("media.join", nil)
+	if n := e.media.openSessions(); n != 1 {
+		t.Fatalf("%d media sessions open", n)
+	}
+	// Late callbacks of the old participant are dropped.
+	sig.ServerOffer("stale")
+	c.mustReply("ping", nil)
+	for _, m := range c.pushes {
+		if m.Type == "media.offer" {
+			t.Fatal("stale server offer delivered")
+		}
+	}
+}
