@@ -140,6 +140,7 @@ func (r *Runner) drive(ctx context.Context, mon *monitor) *Report {
 	callsDone.Go(func() { r.placeCalls(callsCtx, start, &callsDone) })
 
 	mon.sample(ctx)
+	mon.prevAt = start
 	ticker := time.NewTicker(r.cfg.Interval)
 	defer ticker.Stop()
 	rampEnd := time.NewTimer(r.cfg.Ramp)

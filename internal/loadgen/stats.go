@@ -194,17 +194,20 @@ func (t *SeqTracker) marked(ext uint64) bool {
 // latency. The server rewrites SSRC, sequence numbers and timestamps per
 // subscriber but not payloads, so the payload is the one key both ends share.
 //
-// It is a direct-mapped table: a newer payload whose hash lands in the same
-// slot evicts the older one, which loses a latency sample, never yields a
-// wrong one, since the full hash is compared. A clip that loops re-sends the
-// same payloads; the newer send then replaces the older, which is the one a
-// receiver sees next. One goroutine writes; any number read.
+// It is a two-way set-associative table: a payload's hash picks a pair of
+// slots and a new send replaces the older of the two, so two packets of one
+// frame that pick the same pair both stay (with one slot per hash, such a
+// pair lost a sample on every loop of the clip). An eviction loses a sample,
+// never yields a wrong one, since the full hash is compared. A clip that
+// loops re-sends the same payloads; the newer send then replaces the older,
+// which is the one a receiver sees next. One goroutine writes; any number
+// read.
 type SendTimes struct {
 	slots [sendTimesSlots]sendSlot
 }
 
 // sendTimesSlots holds several seconds of one video stream at a few hundred
-// packets per second, so that collisions evict only a few percent of samples.
+// packets per second.
 const sendTimesSlots = 4096
 
 type sendSlot struct {
@@ -212,10 +215,21 @@ type sendSlot struct {
 	at   atomic.Int64
 }
 
+func (s *SendTimes) pair(h uint64) (*sendSlot, *sendSlot) {
+	i := h % sendTimesSlots &^ 1
+	return &s.slots[i], &s.slots[i+1]
+}
+
 // Record notes that a payload with hash h was sent at time at (any
 // monotonic clock in nanoseconds). h must not be 0.
 func (s *SendTimes) Record(h uint64, at int64) {
-	slot := &s.slots[h%sendTimesSlots]
+	a, b := s.pair(h)
+	slot := a
+	switch {
+	case a.hash.Load() == h:
+	case b.hash.Load() == h, b.at.Load() < a.at.Load():
+		slot = b
+	}
 	// Clearing the hash first means a reader that sees the same hash before
 	// and after reading the time read a time written for that hash.
 	slot.hash.Store(0)
@@ -225,13 +239,15 @@ func (s *SendTimes) Record(h uint64, at int64) {
 
 // Lookup returns when the payload with hash h was last sent.
 func (s *SendTimes) Lookup(h uint64) (at int64, ok bool) {
-	slot := &s.slots[h%sendTimesSlots]
-	if slot.hash.Load() != h {
-		return 0, false
+	a, b := s.pair(h)
+	for _, slot := range [2]*sendSlot{a, b} {
+		if slot.hash.Load() != h {
+			continue
+		}
+		at = slot.at.Load()
+		if slot.hash.Load() == h {
+			return at, true
+		}
 	}
-	at = slot.at.Load()
-	if slot.hash.Load() != h {
-		return 0, false
-	}
-	return at, true
+	return 0, false
 }

@@ -135,34 +135,29 @@ func TestLossPercent(t *testing.T) {
 	}
 }
 
+type sendRecord struct {
+	h  uint64
+	at int64
+}
+
 func TestSendTimesMatching(t *testing.T) {
+	const n = sendTimesSlots
 	tests := []struct {
 		name   string
-		record []struct {
-			h  uint64
-			at int64
-		}
+		record []sendRecord
 		lookup uint64
 		want   int64
 		ok     bool
 	}{
 		{"miss", nil, 42, 0, false},
-		{"hit", []struct {
-			h  uint64
-			at int64
-		}{{42, 100}}, 42, 100, true},
-		{"resend replaces", []struct {
-			h  uint64
-			at int64
-		}{{42, 100}, {42, 6100}}, 42, 6100, true},
-		{"collision evicts", []struct {
-			h  uint64
-			at int64
-		}{{42, 100}, {42 + sendTimesSlots, 200}}, 42, 0, false},
-		{"collision keeps newer", []struct {
-			h  uint64
-			at int64
-		}{{42, 100}, {42 + sendTimesSlots, 200}}, 42 + sendTimesSlots, 200, true},
+		{"hit", []sendRecord{{42, 100}}, 42, 100, true},
+		{"resend replaces", []sendRecord{{42, 100}, {42, 6100}}, 42, 6100, true},
+		{"two colliding payloads both stay", []sendRecord{{42, 100}, {43 + n, 200}}, 42, 100, true},
+		{"two colliding payloads both stay, newer", []sendRecord{{42, 100}, {43 + n, 200}}, 43 + n, 200, true},
+		{"third collision evicts the oldest", []sendRecord{{42, 100}, {43, 200}, {42 + n, 300}}, 42, 0, false},
+		{"third collision keeps the newer", []sendRecord{{42, 100}, {43, 200}, {42 + n, 300}}, 43, 200, true},
+		{"resend of one of a pair keeps the other", []sendRecord{{42, 100}, {43, 200}, {42, 300}}, 43, 200, true},
+		{"neighbouring pairs do not interfere", []sendRecord{{42, 100}, {43, 200}, {44, 300}, {45, 400}}, 42, 100, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -175,32 +170,5 @@ func TestSendTimesMatching(t *testing.T) {
 				t.Fatalf("Lookup = %d, %v; want %d, %v", at, ok, tt.want, tt.ok)
 			}
 		})
-	}
-}
-
-func TestKeyframeDetection(t *testing.T) {
-	tests := []struct {
-		name string
-		f    func([]byte) bool
-		p    []byte
-		want bool
-	}{
-		{"vp8 key, 15-bit pid", isVP8KeyframeStart, []byte{0x90, 0x80, 0x80, 0x01, 0x10}, true},
-		{"vp8 delta", isVP8KeyframeStart, []byte{0x90, 0x80, 0x80, 0x01, 0x11}, false},
-		{"vp8 key, 7-bit pid, tl0 and tid", isVP8KeyframeStart, []byte{0x90, 0xe0, 0x05, 0x07, 0x20, 0x10}, true},
-		{"vp8 no descriptor extension", isVP8KeyframeStart, []byte{0x10, 0x10}, true},
-		{"vp8 continuation", isVP8KeyframeStart, []byte{0x80, 0x80, 0x80, 0x01, 0x10}, false},
-		{"vp8 truncated", isVP8KeyframeStart, []byte{0x90, 0x80, 0x80}, false},
-		{"h264 idr", isH264KeyframeStart, []byte{0x65, 0x88}, true},
-		{"h264 non-idr", isH264KeyframeStart, []byte{0x41, 0x9a}, false},
-		{"h264 stap-a sps pps", isH264KeyframeStart, []byte{0x78, 0, 2, 0x67, 0x42, 0, 2, 0x68, 0xce}, true},
-		{"h264 fu-a idr start", isH264KeyframeStart, []byte{0x7c, 0x85, 0x88}, true},
-		{"h264 fu-a idr middle", isH264KeyframeStart, []byte{0x7c, 0x05, 0x88}, false},
-		{"h264 stap-a truncated", isH264KeyframeStart, []byte{0x78, 0, 9, 0x67}, false},
-	}
-	for _, tt := range tests {
-		if got := tt.f(tt.p); got != tt.want {
-			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
-		}
 	}
 }
