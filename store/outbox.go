@@ -211,3 +211,18 @@ func (s *Store) CountDeliveries(ctx context.Context) (map[string]int, error) {
 	}
 	return out, rows.Err()
 }
+
+// PruneDeliveries deletes delivered deliveries last updated before before
+// and returns how many went. Dead ones stay until retried or the tenant goes.
+func (s *Store) PruneDeliveries(ctx context.Context, before time.Time) (int64, error) {
+	res, err := s.c().exec(ctx, `DELETE FROM webhook_deliveries WHERE status = ? AND updated_at < ?`,
+		DeliveryDelivered, before.UnixMilli())
+	if err != nil {
+		return 0, fmt.Errorf("store: prune deliveries: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("store: prune deliveries: %w", err)
+	}
+	return n, nil
+}

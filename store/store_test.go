@@ -140,3 +140,38 @@ func TestNonceAndVerifyCode(t *testing.T) {
 		t.Fatalf("third miss: %v", err)
 	}
 }
+
+func TestPruneDeliveries(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, filepath.Join(t.TempDir(), "avs.db"))
+	defer s.Close()
+	ten := &Tenant{Key: "k"}
+	if err := s.CreateTenant(ctx, ten); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-48 * time.Hour)
+	var ids []int64
+	for _, st := range []string{DeliveryDelivered, DeliveryDead, DeliveryPending} {
+		d := &Delivery{TenantID: ten.ID, URL: "http://x", Body: "{}", CreatedAt: old}
+		if err := s.EnqueueDelivery(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+		if st != DeliveryPending {
+			if err := s.RecordAttempt(ctx, d.ID, DeliveryAttempt{Status: st, At: old}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ids = append(ids, d.ID)
+	}
+	n, err := s.PruneDeliveries(ctx, time.Now().Add(-24*time.Hour))
+	if err != nil || n != 1 {
+		t.Fatalf("pruned %d, %v", n, err)
+	}
+	if _, err := s.DeliveryByID(ctx, ids[0]); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("delivered row kept: %v", err)
+	}
+	counts, _ := s.CountDeliveries(ctx)
+	if counts[DeliveryDead] != 1 || counts[DeliveryPending] != 1 {
+		t.Fatalf("counts = %v", counts)
+	}
+}

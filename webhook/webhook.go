@@ -45,6 +45,8 @@ type Config struct {
 	PollInterval time.Duration `toml:"poll_interval"`
 	// Concurrency is how many POSTs run at once.
 	Concurrency int `toml:"concurrency"`
+	// Retention is how long delivered rows are kept; 0 keeps them forever.
+	Retention time.Duration `toml:"retention"`
 }
 
 // DefaultConfig returns the defaults documented in config.toml.
@@ -56,6 +58,7 @@ func DefaultConfig() Config {
 		BackoffMax:   30 * time.Minute,
 		PollInterval: 5 * time.Second,
 		Concurrency:  4,
+		Retention:    30 * 24 * time.Hour,
 	}
 }
 
@@ -74,6 +77,8 @@ func (c Config) Validate() error {
 		return errors.New("webhook.poll_interval: must be > 0")
 	case c.Concurrency < 1:
 		return errors.New("webhook.concurrency: must be >= 1")
+	case c.Retention < 0:
+		return errors.New("webhook.retention: must be >= 0")
 	}
 	return nil
 }
@@ -192,6 +197,7 @@ func (d *Deliverer) loop(ctx context.Context) {
 	defer close(d.done)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	var lastPrune time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -202,6 +208,12 @@ func (d *Deliverer) loop(ctx context.Context) {
 		d.drain(ctx)
 		if ctx.Err() != nil {
 			return
+		}
+		if d.cfg.Retention > 0 && time.Since(lastPrune) > time.Hour {
+			lastPrune = time.Now()
+			if _, err := d.st.PruneDeliveries(ctx, d.now().Add(-d.cfg.Retention)); err != nil && ctx.Err() == nil {
+				d.log.Warn("webhook outbox prune failed", "err", err)
+			}
 		}
 		timer.Reset(d.untilNext(ctx))
 	}
