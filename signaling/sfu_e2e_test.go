@@ -26,7 +26,9 @@ import (
 type sfuMedia struct{ s *sfu.SFU }
 
 func (m sfuMedia) Join(_ context.Context, room, pid string, voiceOnly bool, sig MediaSignals) (MediaSession, error) {
-	r, err := m.s.Room(room, sfu.RoomOptions{VoiceOnly: voiceOnly})
+	// AutoClose: a room made by a queued customer's early join must not
+	// outlive its participants when the call is never answered.
+	r, err := m.s.Room(room, sfu.RoomOptions{VoiceOnly: voiceOnly, AutoClose: true})
 	if err != nil {
 		return nil, err
 	}
