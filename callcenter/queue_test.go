@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/avs/avs/store"
 )
 
@@ -71,6 +73,14 @@ func TestQueuePositions(t *testing.T) {
 	}
 	if got := h.svc.ActiveCalls(); got != n-1 {
 		t.Fatalf("active calls = %d", got)
+	}
+	var m dto.Metric
+	if err := h.svc.m.queueLen.WithLabelValues(itoa(int(ten.ID)), "0").Write(&m); err != nil ||
+		m.GetGauge().GetValue() != n-2 {
+		t.Fatalf("queue length gauge = %v, %v", m.GetGauge().GetValue(), err)
+	}
+	if err := h.svc.m.calls.WithLabelValues(itoa(ResultAbandoned)).Write(&m); err != nil || m.GetCounter().GetValue() != 1 {
+		t.Fatalf("abandoned calls counter = %v, %v", m.GetCounter().GetValue(), err)
 	}
 }
 

@@ -8,12 +8,13 @@ import (
 
 // migrations are applied in order, each once, each in its own transaction.
 // Never edit a released migration; append a new one. Statements are separated
-// by ';' and avoid SQLite-only syntax except INTEGER PRIMARY KEY, which a
-// PostgreSQL dialect will spell BIGSERIAL PRIMARY KEY (see columnTypes).
+// by ';' and avoid SQLite-only syntax; the one thing no portable spelling
+// covers, an auto-increment key, is written {{pk}} and expanded per dialect
+// (dialect.pk).
 var migrations = []string{
 	// 1: the call center's tables.
 	`CREATE TABLE tenants (
-		id INTEGER PRIMARY KEY,
+		id {{pk}},
 		tenant_key VARCHAR(128) NOT NULL UNIQUE,
 		name VARCHAR(256) NOT NULL DEFAULT '',
 		secret VARCHAR(256) NOT NULL DEFAULT '',
@@ -24,13 +25,13 @@ var migrations = []string{
 		updated_at BIGINT NOT NULL
 	);
 	CREATE TABLE agent_groups (
-		id INTEGER PRIMARY KEY,
+		id {{pk}},
 		tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
 		name VARCHAR(256) NOT NULL,
 		UNIQUE (tenant_id, name)
 	);
 	CREATE TABLE agents (
-		id INTEGER PRIMARY KEY,
+		id {{pk}},
 		tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
 		username VARCHAR(128) NOT NULL,
 		password_hash VARCHAR(256) NOT NULL DEFAULT '',
@@ -57,7 +58,7 @@ var migrations = []string{
 		created_at BIGINT NOT NULL
 	);
 	CREATE TABLE customers (
-		id INTEGER PRIMARY KEY,
+		id {{pk}},
 		tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
 		customer_token VARCHAR(256),
 		nick_name VARCHAR(256) NOT NULL DEFAULT '',
@@ -73,7 +74,7 @@ var migrations = []string{
 		UNIQUE (tenant_id, customer_token)
 	);
 	CREATE TABLE customer_phones (
-		id INTEGER PRIMARY KEY,
+		id {{pk}},
 		customer_id BIGINT NOT NULL REFERENCES customers(id) ON DELETE CASCADE,
 		content VARCHAR(64) NOT NULL
 	);
@@ -85,7 +86,7 @@ var migrations = []string{
 		PRIMARY KEY (tenant_id, nonce)
 	);
 	CREATE TABLE entries (
-		id INTEGER PRIMARY KEY,
+		id {{pk}},
 		tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
 		customer_id BIGINT NOT NULL REFERENCES customers(id) ON DELETE CASCADE,
 		entry_key VARCHAR(512) NOT NULL,
@@ -95,7 +96,7 @@ var migrations = []string{
 		UNIQUE (tenant_id, customer_id, entry_key)
 	);
 	CREATE TABLE calls (
-		id INTEGER PRIMARY KEY,
+		id {{pk}},
 		tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
 		customer_id BIGINT NOT NULL REFERENCES customers(id),
 		entry_id BIGINT NOT NULL REFERENCES entries(id),
@@ -123,7 +124,7 @@ var migrations = []string{
 	CREATE INDEX calls_customer ON calls (customer_id);
 	CREATE INDEX calls_state ON calls (state);
 	CREATE TABLE chat_messages (
-		id INTEGER PRIMARY KEY,
+		id {{pk}},
 		call_id BIGINT NOT NULL REFERENCES calls(id) ON DELETE CASCADE,
 		customer_id BIGINT NOT NULL REFERENCES customers(id) ON DELETE CASCADE,
 		sender_role VARCHAR(16) NOT NULL,
@@ -133,7 +134,7 @@ var migrations = []string{
 	);
 	CREATE INDEX chat_messages_customer ON chat_messages (customer_id, id);
 	CREATE TABLE verify_codes (
-		id INTEGER PRIMARY KEY,
+		id {{pk}},
 		tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
 		code VARCHAR(64) NOT NULL,
 		customer_id BIGINT NOT NULL DEFAULT 0,
@@ -151,7 +152,7 @@ var migrations = []string{
 		PRIMARY KEY (tenant_id, customer_id)
 	);
 	CREATE TABLE form_submissions (
-		id INTEGER PRIMARY KEY,
+		id {{pk}},
 		tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
 		customer_id BIGINT NOT NULL REFERENCES customers(id) ON DELETE CASCADE,
 		kind VARCHAR(16) NOT NULL,
@@ -160,7 +161,7 @@ var migrations = []string{
 		created_at BIGINT NOT NULL
 	);
 	CREATE TABLE webhook_deliveries (
-		id INTEGER PRIMARY KEY,
+		id {{pk}},
 		delivery_id VARCHAR(64) NOT NULL UNIQUE,
 		tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
 		call_id BIGINT NOT NULL DEFAULT 0,
@@ -196,7 +197,7 @@ func (s *Store) migrate(ctx context.Context) error {
 			if n > 0 {
 				return nil
 			}
-			for _, stmt := range strings.Split(m, ";") {
+			for _, stmt := range strings.Split(strings.ReplaceAll(m, "{{pk}}", s.d.pk), ";") {
 				if strings.TrimSpace(stmt) == "" {
 					continue
 				}

@@ -67,6 +67,9 @@ type dialect struct {
 	name string
 	// numbered is true when placeholders are $1, $2, ... instead of ?.
 	numbered bool
+	// pk is the column definition of an auto-increment 64-bit key
+	// (PostgreSQL: "BIGSERIAL PRIMARY KEY").
+	pk string
 }
 
 // Store is a handle on the database. It is safe for concurrent use.
@@ -96,7 +99,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	db.SetMaxOpenConns(cfg.MaxOpenConns)
 	db.SetMaxIdleConns(cfg.MaxOpenConns)
-	s := &Store{db: db, d: dialect{name: "sqlite"}}
+	s := &Store{db: db, d: dialect{name: "sqlite", pk: "INTEGER PRIMARY KEY"}}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", cfg.Path, err)

@@ -175,3 +175,20 @@ func TestPruneDeliveries(t *testing.T) {
 		t.Fatalf("counts = %v", counts)
 	}
 }
+
+func TestPragmas(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "avs.db"))
+	defer s.Close()
+	var mode string
+	var fk int
+	if err := s.db.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
+		t.Fatalf("journal_mode = %q, %v", mode, err)
+	}
+	if err := s.db.QueryRow(`PRAGMA foreign_keys`).Scan(&fk); err != nil || fk != 1 {
+		t.Fatalf("foreign_keys = %d, %v", fk, err)
+	}
+	// Foreign keys are enforced: an agent of a missing tenant is refused.
+	if err := s.CreateAgent(context.Background(), &Agent{TenantID: 999, Username: "x"}); err == nil {
+		t.Fatal("agent of a missing tenant accepted")
+	}
+}
