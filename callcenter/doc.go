@@ -8,11 +8,22 @@
 //
 // # Lifecycle
 //
-//	svc, err := callcenter.New(callcenter.Params{Config: cfg, Store: st, Rooms: sfu, Notifier: sig, ...})
-//	defer svc.Close()
+//	st, _ := store.Open(ctx, storeCfg)
+//	hooks, _ := webhook.New(webhook.Params{Config: hookCfg, Store: st, Registerer: reg})
+//	svc, err := callcenter.New(callcenter.Params{
+//		Config: cfg, Store: st, Registerer: reg, Logger: log,
+//		Rooms: sfuServer, Notifier: signalingFlow,
+//		ICEServers: turnServer.ICEServers, OnOutbox: hooks.Notify,
+//	})
+//	hooks.Start()
+//	...
+//	svc.SetDraining(true) // SIGTERM: no new calls; wait for ActiveCalls() == 0 or a limit
+//	svc.Close(); hooks.Close(); st.Close()
 //
 // New closes calls a previous process left open (queued: resultCode 2,
-// ringing: 5, answered: 4), each with its webhook.
+// ringing: 5, answered: 4), each with its webhook, and seeds the demo
+// tenant when [callcenter.demo] is enabled. Admin-side helpers:
+// IssueAgentToken, IssueVerifyCode, ReloadAgent, AgentStatus, HashPassword.
 //
 // # Customer side
 //
