@@ -526,6 +526,13 @@ func (f *CallFlow) track(s *Session, ev callcenter.Event) {
 // its call (the call center decides the resultCode) and an agent with no
 // other console goes offline.
 func (f *CallFlow) SessionEnded(ctx context.Context, s *Session, reason EndReason, others int) {
+	if reason == EndShutdown {
+		// The process is going away: the call center keeps live calls open
+		// in the store and closes them when it starts again, with the
+		// result the call really had; a hang-up here would record the
+		// customer as having abandoned.
+		return
+	}
 	p, _ := s.Party()
 	var err error
 	switch st := s.State().(type) {

@@ -386,3 +386,20 @@ func TestAgentDisconnectGoesOffline(t *testing.T) {
 	cust, _ := fe.customer(t, nil)
 	cust.mustError("call.place", nil, callcenter.CodeNoAgentOnline)
 }
+
+func TestShutdownLeavesCallsToTheCallCenter(t *testing.T) {
+	fe := newFlowEnv(t, nil)
+	agent := fe.agent(t)
+	agent.mustReply("agent.status", map[string]string{"status": callcenter.StatusAway})
+	cust, _ := fe.customer(t, nil)
+	call := place(t, cust)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = fe.srv.Shutdown(ctx)
+	if code := cust.closeCode(); code != 1001 {
+		t.Fatalf("close code %d", code)
+	}
+	if rec := fe.callRecord(t, call.CallID); rec.State == store.CallEnded {
+		t.Fatalf("call ended by shutdown: %+v", rec)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -438,6 +439,29 @@ func BenchmarkDecodeInbound(b *testing.B) {
 	for b.Loop() {
 		if _, e := decodeInbound(msg); e != nil {
 			b.Fatal(e)
+		}
+	}
+}
+
+func TestRemoteAddr(t *testing.T) {
+	tests := []struct {
+		header, remote, value, want string
+	}{
+		{"", "192.0.2.1:5555", "", "192.0.2.1"},
+		{"", "[2001:db8::1]:443", "", "2001:db8::1"},
+		{"X-Real-IP", "10.0.0.1:80", "198.51.100.7", "198.51.100.7"},
+		{"X-Forwarded-For", "10.0.0.1:80", "203.0.113.9, 198.51.100.7", "198.51.100.7"},
+		{"X-Real-IP", "10.0.0.1:80", "", "10.0.0.1"}, // header missing: the peer
+	}
+	for _, tt := range tests {
+		srv := &Server{cfg: Config{RealIPHeader: tt.header}}
+		r := httptest.NewRequest(http.MethodGet, "/ws", nil)
+		r.RemoteAddr = tt.remote
+		if tt.header != "" && tt.value != "" {
+			r.Header.Set(tt.header, tt.value)
+		}
+		if got := srv.remoteAddr(r); got != tt.want {
+			t.Errorf("%s=%q from %s: got %q, want %q", tt.header, tt.value, tt.remote, got, tt.want)
 		}
 	}
 }
