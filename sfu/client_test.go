@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -103,9 +105,21 @@ func (f dropperFactory) NewInterceptor(string) (interceptor.Interceptor, error) 
 // interceptors (NACK, reports, TWCC), with an optional lossy link.
 func newClientPC(t *testing.T, drop func(seq uint16) bool) *webrtc.PeerConnection {
 	t.Helper()
+	return newClientPCOn(t, drop, nil)
+}
+
+// newClientPCOn is newClientPC whose media goes through conn when given, so
+// that a test can make the client vanish from the network.
+func newClientPCOn(t *testing.T, drop func(seq uint16) bool, conn net.PacketConn) *webrtc.PeerConnection {
+	t.Helper()
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterDefaultCodecs(); err != nil {
 		t.Fatal(err)
+	}
+	for _, uri := range []string{sdp.SDESMidURI, sdp.SDESRTPStreamIDURI, sdp.SDESRepairRTPStreamIDURI} {
+		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: uri}, webrtc.RTPCodecTypeVideo); err != nil {
+			t.Fatal(err)
+		}
 	}
 	reg := &interceptor.Registry{}
 	if drop != nil {
@@ -123,6 +137,9 @@ func newClientPC(t *testing.T, drop func(seq uint16) bool) *webrtc.PeerConnectio
 	// marked them seen; without this the retransmission would be refused
 	// as a replay, which a real lossy network never causes.
 	se.DisableSRTPReplayProtection(true)
+	if conn != nil {
+		se.SetICEUDPMux(webrtc.NewICEUDPMux(nil, conn))
+	}
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se))
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
@@ -164,7 +181,11 @@ type publisher struct {
 
 func newPublisher(t *testing.T, p *Participant, drop func(uint16) bool, withAudio bool) *publisher {
 	t.Helper()
-	pc := newClientPC(t, drop)
+	return newPublisherOn(t, p, newClientPC(t, drop), withAudio)
+}
+
+func newPublisherOn(t *testing.T, p *Participant, pc *webrtc.PeerConnection, withAudio bool) *publisher {
+	t.Helper()
 	pub := &publisher{pc: pc, plis: make(chan struct{}, 64)}
 	var err error
 	pub.video, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "video", "cam")
@@ -258,6 +279,7 @@ type subscriber struct {
 	packets  map[webrtc.RTPCodecType][]*rtp.Packet
 	tracks   chan *webrtc.TrackRemote
 	received chan struct{}
+	offers   []string // server offers, as received
 }
 
 func newSubscriberPC(t *testing.T, drop func(uint16) bool) *subscriber {
@@ -320,8 +342,15 @@ func (s testSignals) ServerCandidate(string, webrtc.ICECandidateInit) {}
 // answers them as a browser would, until the test ends.
 func joinDynamic(t *testing.T, r *Room, id string, drop func(uint16) bool) (*Participant, *subscriber) {
 	t.Helper()
+	return joinDynamicWith(t, r, ParticipantOptions{ID: id}, drop)
+}
+
+func joinDynamicWith(t *testing.T, r *Room, opts ParticipantOptions, drop func(uint16) bool) (*Participant, *subscriber) {
+	t.Helper()
 	sig := testSignals{offers: make(chan string, 16)}
-	p, err := r.Join(ParticipantOptions{ID: id, Subscribe: SubscribeDynamic, Signals: sig})
+	opts.Subscribe, opts.Signals = SubscribeDynamic, sig
+	id := opts.ID
+	p, err := r.Join(opts)
 	if err != nil {
 		t.Fatalf("join %s: %v", id, err)
 	}
@@ -336,6 +365,9 @@ func joinDynamic(t *testing.T, r *Room, id string, drop func(uint16) bool) (*Par
 			case <-ctx.Done():
 				return
 			case offer := <-sig.offers:
+				sub.mu.Lock()
+				sub.offers = append(sub.offers, offer)
+				sub.mu.Unlock()
 				if err := sub.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
 					t.Errorf("subscriber set offer: %v", err)
 					return

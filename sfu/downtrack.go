@@ -273,9 +273,11 @@ func (d *DownTrack) effectiveTarget(src *Publication) int {
 // or layer follows the last one sent, in sequence and in time.
 func (d *DownTrack) switchTo(src *Publication, quality int, h *rtp.Header, now time.Time) {
 	nextSeq := d.lastSeq + 1
+	// Another layer's reader may have sent a packet stamped a little later
+	// than this one's arrival; time never runs backwards for the receiver.
 	elapsed := uint32(1)
-	if !d.lastSentAt.IsZero() {
-		elapsed = max(uint32(now.Sub(d.lastSentAt).Seconds()*float64(d.clockRate)), 1)
+	if gap := now.Sub(d.lastSentAt); !d.lastSentAt.IsZero() && gap > 0 {
+		elapsed = max(uint32(gap.Seconds()*float64(d.clockRate)), 1)
 	}
 	d.seqOffset = nextSeq - h.SequenceNumber
 	d.tsOffset = d.lastTS + elapsed - h.Timestamp

@@ -379,6 +379,20 @@ func (p *Participant) closeAsync() {
 	}()
 }
 
+// SetMaxQuality caps the simulcast layer of every video track the
+// participant receives (0 low, 1 medium, 2 high); the bandwidth estimate
+// may choose lower still.
+func (p *Participant) SetMaxQuality(q int) {
+	p.mu.Lock()
+	dts := append(slices.Collect(maps.Values(p.downTracks)), p.slots...)
+	p.mu.Unlock()
+	for _, dt := range dts {
+		if dt.kind == webrtc.RTPCodecTypeVideo {
+			dt.SetMaxQuality(q)
+		}
+	}
+}
+
 // Close leaves the room and frees everything the participant holds.
 func (p *Participant) Close() error {
 	p.room.leave(p)

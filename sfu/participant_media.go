@@ -274,7 +274,9 @@ func (p *Participant) negotiate() {
 			return
 		}
 	}
-	p.log.Warn("server offer failed", "err", err)
+	if p.ctx.Err() == nil {
+		p.log.Warn("server offer failed", "err", err)
+	}
 	p.mu.Lock()
 	p.negotiating = false
 	p.mu.Unlock()

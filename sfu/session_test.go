@@ -1,0 +1,369 @@
+package sfu
+
+import (
+	"errors"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+)
+
+// layerOf reads the layer marker the simulcast test puts after the VP8 test payload header.
+func layerOf(p *rtp.Packet) int { return int(p.Payload[5]) }
+
+func TestSimulcastLayerSwitchOnKeyframe(t *testing.T) {
+	s := newTestSFU(t)
+	room, _ := s.Room("r1", RoomOptions{})
+	viewer, sub := joinDynamic(t, room, "viewer", nil)
+	pubP, _ := room.Join(ParticipantOptions{ID: "camera"})
+
+	pc := newClientPC(t, nil)
+	var layers [3]*webrtc.TrackLocalStaticRTP
+	for i, rid := range []string{"q", "h", "f"} {
+		tr, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "video", "cam", webrtc.WithRTPStreamID(rid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		layers[i] = tr
+	}
+	sender, err := pc.AddTrack(layers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range layers[1:] {
+		if err := sender.AddEncoding(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var keyframeWanted atomic.Bool
+	go func() {
+		for {
+			pkts, _, err := sender.ReadRTCP()
+			if err != nil {
+				return
+			}
+			for _, p := range pkts {
+				if _, ok := p.(*rtcp.PictureLossIndication); ok {
+					keyframeWanted.Store(true)
+				}
+			}
+		}
+	}()
+	answer, err := pubP.Offer(offerAll(t, pc, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	setAnswer(t, pc, answer)
+	waitConnected(t, pc)
+
+	// A pion sender leaves the mid and rid header extensions to the
+	// application, which browsers add by themselves.
+	var midID, ridID uint8
+	for _, e := range sender.GetParameters().HeaderExtensions {
+		switch e.URI {
+		case sdp.SDESMidURI:
+			midID = uint8(e.ID)
+		case sdp.SDESRTPStreamIDURI:
+			ridID = uint8(e.ID)
+		}
+	}
+	mid := ""
+	for _, tr := range pc.GetTransceivers() {
+		if tr.Sender() == sender {
+			mid = tr.Mid()
+		}
+	}
+	frame := 0
+	seqs := [3]uint16{100, 20000, 40000}
+	sendFrame := func() {
+		key := frame%30 == 0 || keyframeWanted.Swap(false)
+		for i, l := range layers {
+			for part := range 2 {
+				payload := vp8Payload(key, frame, part)
+				payload[5] = byte(i)
+				pkt := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seqs[i], Timestamp: uint32(frame*3000 + i*7777), Marker: part == 1}, Payload: payload}
+				seqs[i]++
+				_ = pkt.Header.SetExtension(midID, []byte(mid))
+				_ = pkt.Header.SetExtension(ridID, []byte(l.RID()))
+				if err := l.WriteRTP(pkt); err != nil {
+					t.Fatalf("layer %d: %v", i, err)
+				}
+			}
+		}
+		frame++
+		time.Sleep(3 * time.Millisecond)
+	}
+	receivedLayer := func(want int) func() bool {
+		return func() bool {
+			sendFrame()
+			got := sub.snapshot(webrtc.RTPCodecTypeVideo)
+			return len(got) > 0 && layerOf(got[len(got)-1]) == want
+		}
+	}
+	waitFor(t, "the high layer", receivedLayer(2))
+	viewer.SetMaxQuality(0)
+	waitFor(t, "a switch to the low layer", receivedLayer(0))
+	viewer.SetMaxQuality(2)
+	waitFor(t, "a switch back up", receivedLayer(2))
+
+	got := sub.snapshot(webrtc.RTPCodecTypeVideo)
+	checkSequence(t, got)
+	switches := 0
+	for i := 1; i < len(got); i++ {
+		if layerOf(got[i]) == layerOf(got[i-1]) {
+			continue
+		}
+		switches++
+		if got[i].Payload[1]&0x01 != 0 || got[i].Payload[0]&0x10 == 0 {
+			t.Fatalf("switch to layer %d at packet %d did not start on a keyframe", layerOf(got[i]), i)
+		}
+		if d := got[i].Timestamp - got[i-1].Timestamp; d == 0 || d > 90000 {
+			t.Fatalf("timestamp jumped by %d at the switch", d)
+		}
+	}
+	if switches < 2 {
+		t.Fatalf("saw %d layer switches, want at least 2", switches)
+	}
+}
+
+func TestVoiceOnly(t *testing.T) {
+	tests := []struct {
+		name     string
+		room     RoomOptions
+		customer ParticipantOptions
+	}{
+		{"room", RoomOptions{VoiceOnly: true}, ParticipantOptions{ID: "customer"}},
+		{"participant", RoomOptions{}, ParticipantOptions{ID: "customer", VoiceOnly: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newTestSFU(t)
+			room, _ := s.Room("call", tt.room)
+			customer, sub := joinDynamicWith(t, room, tt.customer, nil)
+
+			// The customer publishes audio and asks to receive video: the
+			// video section must be rejected.
+			pc := newClientPC(t, nil)
+			audio, _ := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus}, "audio", "mic")
+			if _, err := pc.AddTrack(audio); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+				t.Fatal(err)
+			}
+			answer, err := customer.Offer(offerAll(t, pc, nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(answer, "m=video 0 ") {
+				t.Fatalf("video section was not rejected:\n%s", answer)
+			}
+			setAnswer(t, pc, answer)
+			waitConnected(t, pc)
+
+			// The agent publishes audio and, where the room allows it, video.
+			agentP, _ := room.Join(ParticipantOptions{ID: "agent"})
+			agentPC := newClientPC(t, nil)
+			agentAudio, _ := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus}, "audio", "agent")
+			agentVideo, _ := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "video", "agent")
+			if _, err := agentPC.AddTrack(agentAudio); err != nil {
+				t.Fatal(err)
+			}
+			if !tt.room.VoiceOnly {
+				if _, err := agentPC.AddTrack(agentVideo); err != nil {
+					t.Fatal(err)
+				}
+			}
+			agentAnswer, err := agentP.Offer(offerAll(t, agentPC, nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			setAnswer(t, agentPC, agentAnswer)
+			waitConnected(t, agentPC)
+			seq := uint16(0)
+			waitFor(t, "the agent's audio at the customer", func() bool {
+				for range 5 {
+					_ = agentAudio.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(seq) * 960}, Payload: []byte{0xfc, byte(seq)}})
+					seq++
+				}
+				sendVideo(t, agentVideo, seq, 3, 1, 1)
+				return len(sub.snapshot(webrtc.RTPCodecTypeAudio)) > 0
+			})
+			if n := len(sub.snapshot(webrtc.RTPCodecTypeVideo)); n != 0 {
+				t.Fatalf("%d video packets reached a voiceOnly customer", n)
+			}
+			sub.mu.Lock()
+			for _, offer := range sub.offers {
+				if strings.Contains(offer, "m=video") {
+					t.Errorf("a voiceOnly customer was offered video:\n%s", offer)
+				}
+			}
+			sub.mu.Unlock()
+			if _, _, videoTracks := customer.traffic(); videoTracks != 0 {
+				t.Fatalf("%d video tracks counted for a voiceOnly customer", videoTracks)
+			}
+		})
+	}
+}
+
+func TestICERestartKeepsMediaFlowing(t *testing.T) {
+	s := newTestSFU(t)
+	room, _ := s.Room("r1", RoomOptions{})
+	_, sub := joinDynamic(t, room, "viewer", nil)
+	pubP, _ := room.Join(ParticipantOptions{ID: "camera"})
+	pub := newPublisher(t, pubP, nil, false)
+	seq := uint16(1)
+	waitFor(t, "video before restart", func() bool {
+		seq = sendVideo(t, pub.video, seq, 5, 1, 5)
+		return len(sub.snapshot(webrtc.RTPCodecTypeVideo)) > 0
+	})
+	oldUfrag := iceUfrag(pub.pc.RemoteDescription().SDP)
+	answer, err := pubP.Offer(offerAll(t, pub.pc, &webrtc.OfferOptions{ICERestart: true}))
+	if err != nil {
+		t.Fatalf("ICE restart offer: %v", err)
+	}
+	if iceUfrag(answer) == oldUfrag {
+		t.Fatal("server kept its ICE credentials across a restart")
+	}
+	setAnswer(t, pub.pc, answer)
+	n := len(sub.snapshot(webrtc.RTPCodecTypeVideo))
+	waitFor(t, "video after restart", func() bool {
+		seq = sendVideo(t, pub.video, seq, 5, 1, 5)
+		return len(sub.snapshot(webrtc.RTPCodecTypeVideo)) > n+20
+	})
+}
+
+func iceUfrag(sdp string) string {
+	for _, line := range strings.Split(sdp, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "a=ice-ufrag:"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+func TestBadOffersAreRefusedWithAClearError(t *testing.T) {
+	s := newTestSFU(t, func(c *Config) { c.MaxTracksPerParticipant = 2 })
+	manyTracks := func() string {
+		pc := newClientPC(t, nil)
+		for range 3 {
+			if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio); err != nil {
+				t.Fatal(err)
+			}
+		}
+		offer, _ := pc.CreateOffer(nil)
+		return offer.SDP
+	}
+	videoOnly := func() string {
+		pc := newClientPC(t, nil)
+		if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo); err != nil {
+			t.Fatal(err)
+		}
+		offer, _ := pc.CreateOffer(nil)
+		return offer.SDP
+	}
+	tests := []struct {
+		name  string
+		room  RoomOptions
+		offer string
+		want  error
+	}{
+		{"garbage", RoomOptions{}, "this is not sdp", ErrBadSDP},
+		{"empty", RoomOptions{}, "", ErrBadSDP},
+		{"truncated", RoomOptions{}, "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\nm=audio", ErrBadSDP},
+		{"too many tracks", RoomOptions{}, manyTracks(), ErrTooManyTracks},
+		{"no usable codec", RoomOptions{VoiceOnly: true}, videoOnly(), ErrNoMedia},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			room, _ := s.Room("bad"+string(rune('a'+i)), tt.room)
+			p, err := room.Join(ParticipantOptions{ID: "x"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			if _, err := p.Offer(tt.offer); !errors.Is(err, tt.want) {
+				t.Fatalf("Offer error = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestGarbageRTCPIsDroppedAndForwardingGoesOn(t *testing.T) {
+	s := newTestSFU(t)
+	room, _ := s.Room("r1", RoomOptions{})
+	_, sub := joinDynamic(t, room, "viewer", nil)
+	pubP, _ := room.Join(ParticipantOptions{ID: "camera"})
+	pub := newPublisher(t, pubP, nil, false)
+	seq := uint16(1)
+	waitFor(t, "video", func() bool {
+		seq = sendVideo(t, pub.video, seq, 5, 1, 5)
+		return len(sub.snapshot(webrtc.RTPCodecTypeVideo)) > 0
+	})
+	garbage := make([]byte, 1200)
+	for i := range garbage {
+		garbage[i] = byte(i * 7)
+	}
+	garbage[0] = 0x80 // version 2, so it passes the demultiplexer as RTCP
+	garbage[1] = 200
+	for _, pc := range []*webrtc.PeerConnection{sub.pc, pub.pc} {
+		for range 20 {
+			raw := rtcp.RawPacket(garbage)
+			_ = pc.WriteRTCP([]rtcp.Packet{&raw})
+		}
+	}
+	n := len(sub.snapshot(webrtc.RTPCodecTypeVideo))
+	waitFor(t, "video after garbage RTCP", func() bool {
+		seq = sendVideo(t, pub.video, seq, 5, 1, 5)
+		return len(sub.snapshot(webrtc.RTPCodecTypeVideo)) > n+10
+	})
+}
+
+// vanishingConn is a client socket that can stop sending without a word,
+// as a phone does when it loses its network.
+type vanishingConn struct {
+	net.PacketConn
+	gone atomic.Bool
+}
+
+func (c *vanishingConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if c.gone.Load() {
+		return len(b), nil
+	}
+	return c.PacketConn.WriteTo(b, addr)
+}
+
+func TestSilentPeerIsRemovedAndItsTracksFreed(t *testing.T) {
+	s := newTestSFU(t)
+	room, _ := s.Room("r1", RoomOptions{})
+	_, sub := joinDynamic(t, room, "viewer", nil)
+	pubP, _ := room.Join(ParticipantOptions{ID: "camera"})
+	raw, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := &vanishingConn{PacketConn: raw}
+	t.Cleanup(func() { _ = raw.Close() })
+	pub := newPublisherOn(t, pubP, newClientPCOn(t, nil, conn), false)
+	seq := uint16(1)
+	waitFor(t, "video", func() bool {
+		seq = sendVideo(t, pub.video, seq, 5, 1, 5)
+		return len(sub.snapshot(webrtc.RTPCodecTypeVideo)) > 0
+	})
+	conn.gone.Store(true)
+	waitFor(t, "the silent publisher to be removed", func() bool {
+		return room.Participant("camera") == nil
+	})
+	waitFor(t, "its track to be withdrawn from the viewer", func() bool {
+		v := room.Participant("viewer")
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		return len(v.downTracks) == 0
+	})
+}
