@@ -2,6 +2,7 @@ package callcenter
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -124,7 +125,10 @@ func (s *Service) SubmitSurvey(ctx context.Context, sess *CustomerSession, callI
 			return 0, internal("survey webhook", err)
 		}
 	}
-	if err := s.st.UpdateCall(ctx, rec, out); err != nil {
+	if err := s.st.SaveSurvey(ctx, rec.ID, rec.Survey, out); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return 0, errf(CodeInvalidState, "call %d: survey already submitted", callID)
+		}
 		return 0, internal("store survey", err)
 	}
 	if out != nil && s.onOutbox != nil {

@@ -260,3 +260,23 @@ func (s *Store) ChatHistory(ctx context.Context, customerID, beforeID int64, lim
 	}
 	return out, more, nil
 }
+
+// SaveSurvey stores the survey of an ended call once and, when out is not
+// nil, enqueues the delivery announcing it, in one transaction. It returns
+// ErrNotFound if the call is not ended or already has a survey, so two
+// racing submissions store one.
+func (s *Store) SaveSurvey(ctx context.Context, callID int64, sv Survey, out *Delivery) error {
+	return s.tx(ctx, func(tx conn) error {
+		res, err := tx.exec(ctx, `UPDATE calls SET survey_resolved = ?, survey_labels = ?, survey_remark = ?,
+			survey_desc = ?, survey_at = ? WHERE id = ? AND state = ? AND survey_at IS NULL`,
+			sv.Resolved, sv.Labels, sv.Remark, sv.Description, ms(sv.At), callID, CallEnded)
+		if err := affected(res, err, "save survey"); err != nil {
+			return err
+		}
+		if out == nil {
+			return nil
+		}
+		out.CallID = callID
+		return insertDelivery(ctx, tx, out)
+	})
+}
