@@ -22,6 +22,7 @@ type monitor struct {
 	maxSrvPct          float64
 	maxRSS             int64
 	holdSrv, holdSelf  [2]ProcessSample // at the end of the ramp and at the end
+	holdMachine        [2]ProcessSample // all processes, from /proc/stat
 	haveHold           [2]bool
 	prevSent, prevRecv int64
 	prevAt             time.Time
@@ -65,6 +66,9 @@ func (m *monitor) holdEnd(ctx context.Context)   { m.hold(ctx, 1) }
 func (m *monitor) hold(ctx context.Context, i int) {
 	m.sample(ctx)
 	m.holdSelf[i] = m.lastSelf
+	if cpu, err := machineCPU(); err == nil {
+		m.holdMachine[i] = ProcessSample{At: time.Now(), CPU: cpu}
+	}
 	if m.haveSrv {
 		m.holdSrv[i] = m.lastSrv
 		m.haveHold[i] = true
@@ -145,6 +149,9 @@ type Report struct {
 	ServerCPUPctMax float64 `json:"server_cpu_pct_max"`
 	ServerRSSMB     float64 `json:"server_rss_mb_max"`
 	GeneratorCPUPct float64 `json:"generator_cpu_pct"`
+	// MachineCPUPct is every process on the machine, 100 per busy core; if
+	// it is well above server plus generator, something else was running.
+	MachineCPUPct float64 `json:"machine_cpu_pct"`
 
 	PacketsSent     int64   `json:"packets_sent"`
 	PacketsReceived int64   `json:"packets_received"`
@@ -211,6 +218,9 @@ func (r *Runner) report(m *monitor, up int, elapsed time.Duration) *Report {
 	if !m.holdSelf[0].At.IsZero() {
 		rep.GeneratorCPUPct = cpuPercent(m.holdSelf[0], m.holdSelf[1])
 	}
+	if !m.holdMachine[0].At.IsZero() && !m.holdMachine[1].At.IsZero() {
+		rep.MachineCPUPct = cpuPercent(m.holdMachine[0], m.holdMachine[1])
+	}
 	return rep
 }
 
@@ -225,6 +235,7 @@ func (rep *Report) WriteTable(w io.Writer) error {
 		{"server CPU avg / max", fmt.Sprintf("%.1f%% / %.1f%% of one core (%s)", rep.ServerCPUPct, rep.ServerCPUPctMax, orNA(rep.ServerCPUSource))},
 		{"server RSS max", fmt.Sprintf("%.1f MB", rep.ServerRSSMB)},
 		{"generator CPU avg", fmt.Sprintf("%.1f%% of one core", rep.GeneratorCPUPct)},
+		{"machine CPU avg (all processes)", fmt.Sprintf("%.1f%% (100%% per core)", rep.MachineCPUPct)},
 		{"packets sent / received", fmt.Sprintf("%d / %d", rep.PacketsSent, rep.PacketsReceived)},
 		{"receive loss all / audio / video", fmt.Sprintf("%.3f%% / %.3f%% / %.3f%% (duplicates %d)", rep.LossPct, rep.AudioLossPct, rep.VideoLossPct, rep.Duplicates)},
 		{"latency p50 / p99 / max", q(rep.LatencyMs)},

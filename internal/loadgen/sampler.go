@@ -170,3 +170,37 @@ func cpuPercent(from, to ProcessSample) float64 {
 	}
 	return 100 * float64(to.CPU-from.CPU) / float64(wall)
 }
+
+// machineCPU returns the CPU time all processes on this machine have used
+// (every core, idle and I/O wait excluded), from /proc/stat. The run
+// reports it so that a reader can see when something besides the server
+// and the generator was busy during a measurement.
+func machineCPU() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, fmt.Errorf("read /proc/stat: %w", err)
+	}
+	return parseMachineCPU(b)
+}
+
+func parseMachineCPU(stat []byte) (time.Duration, error) {
+	line, _, _ := bytes.Cut(stat, []byte("\n"))
+	fields := strings.Fields(string(line))
+	if len(fields) < 6 || fields[0] != "cpu" {
+		return 0, fmt.Errorf("/proc/stat: no cpu line")
+	}
+	var busy int64
+	for i, f := range fields[1:] {
+		v, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/stat: %w", err)
+		}
+		// Fields 4 and 5 are idle and iowait; guest time (9, 10) is
+		// already counted in user and nice.
+		if i == 3 || i == 4 || i >= 8 {
+			continue
+		}
+		busy += v
+	}
+	return time.Duration(busy) * time.Second / clockTicks, nil
+}
