@@ -128,7 +128,12 @@ func New(p Params) (*Deliverer, error) {
 		d.log = slog.New(slog.DiscardHandler)
 	}
 	if d.client == nil {
-		d.client = &http.Client{Timeout: p.Config.Timeout}
+		d.client = &http.Client{
+			Timeout: p.Config.Timeout,
+			// A redirected POST would arrive as a GET without the body;
+			// a 3xx is reported as a failure instead.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
 	}
 	if d.now == nil {
 		d.now = time.Now
