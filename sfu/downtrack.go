@@ -61,6 +61,8 @@ type DownTrack struct {
 	segments     [segmentHistory]segment
 	segmentN     int
 	scratch      [packetcache.MaxPacketSize]byte // NACK answers, under mu
+	out          rtp.Header                      // header of the packet being written, under mu
+	parsed       rtp.Header                      // header of a cached packet, under mu
 
 	packets   atomic.Uint64
 	bytes     atomic.Uint64
@@ -238,7 +240,10 @@ func (d *DownTrack) forward(src *Publication, quality int, h *rtp.Header, payloa
 	if !ok {
 		return // the subscriber cannot decode this codec
 	}
-	out := rtp.Header{
+	// The header lives in the track, not on the stack: passed to an
+	// interface it would escape, one allocation per packet.
+	out := &d.out
+	*out = rtp.Header{
 		Version:        2,
 		Marker:         h.Marker,
 		PayloadType:    pt,
@@ -252,11 +257,15 @@ func (d *DownTrack) forward(src *Publication, quality int, h *rtp.Header, payloa
 		d.lastTS = out.Timestamp
 		d.lastSentAt = now
 	}
-	if _, err := d.writer.WriteRTP(&out, payload); err == nil {
+	if _, err := d.writer.WriteRTP(out, payload); err == nil {
 		d.packets.Add(1)
-		d.bytes.Add(uint64(out.MarshalSize() + len(payload)))
+		d.bytes.Add(uint64(rtpHeaderSize + len(payload)))
 	}
 }
+
+// rtpHeaderSize is the size of the headers the SFU writes: no CSRCs, and
+// extensions only as the subscriber's interceptors add them.
+const rtpHeaderSize = 12
 
 // effectiveTarget is the wanted layer, or the best lower one that exists
 // when the publisher does not send the wanted one.
@@ -333,7 +342,7 @@ func (d *DownTrack) retransmit(seq uint16) (src *Publication, quality int, srcSe
 	if !hit {
 		return seg.source, seg.quality, srcSeq, false
 	}
-	var h rtp.Header
+	h := &d.parsed
 	hl, err := h.Unmarshal(d.scratch[:n])
 	if err != nil {
 		return nil, 0, 0, false
@@ -346,11 +355,11 @@ func (d *DownTrack) retransmit(seq uint16) (src *Publication, quality int, srcSe
 	if !ok || end < hl {
 		return nil, 0, 0, false
 	}
-	out := rtp.Header{
+	d.out = rtp.Header{
 		Version: 2, Marker: h.Marker, PayloadType: pt,
 		SequenceNumber: seq, Timestamp: h.Timestamp + seg.tsOffset, SSRC: d.ssrc,
 	}
-	if _, err := d.writer.WriteRTP(&out, d.scratch[hl:end]); err != nil {
+	if _, err := d.writer.WriteRTP(&d.out, d.scratch[hl:end]); err != nil {
 		return nil, 0, 0, false
 	}
 	d.nacked.Add(1)

@@ -159,7 +159,12 @@ func (p *Participant) answerNACK(dt *DownTrack, nack *rtcp.TransportLayerNack) {
 	var upSrc *Publication
 	var upQuality int
 	for _, pair := range nack.Nacks {
-		for _, seq := range pair.PacketList() {
+		// The pair is a sequence number and a bitmask of the 16 after it.
+		for i := 0; i <= 16; i++ {
+			if i > 0 && pair.LostPackets&(1<<(i-1)) == 0 {
+				continue
+			}
+			seq := pair.PacketID + uint16(i)
 			m.nacksReceived.Add(1)
 			src, q, srcSeq, ok := dt.retransmit(seq)
 			if ok {
