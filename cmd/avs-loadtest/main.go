@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -40,6 +41,7 @@ func run() error {
 	var cfg loadgen.Config
 	var bitrate string
 	var verbose bool
+	var cpuProfile string
 	flag.StringVar(&cfg.ServerURL, "server", "http://127.0.0.1:8080", "base URL of the server's WHIP/WHEP endpoints")
 	flag.StringVar(&cfg.Token, "token", os.Getenv("AVS_WHIP_TOKEN"), "bearer token for WHIP/WHEP (default $AVS_WHIP_TOKEN)")
 	flag.StringVar(&cfg.MetricsURL, "metrics-url", "", "the server's Prometheus endpoint, e.g. http://127.0.0.1:9090/metrics, for CPU and RSS when -server-pid is not given")
@@ -56,6 +58,7 @@ func run() error {
 	flag.BoolVar(&cfg.TWCC, "twcc", true, "transport-wide congestion control: sequence numbers on sent media, feedback on received media, as browsers do")
 	flag.StringVar(&cfg.MediaDir, "media", "testdata/media", "directory of the clips")
 	flag.BoolVar(&verbose, "v", false, "debug logging")
+	flag.StringVar(&cpuProfile, "cpuprofile", "", "write the generator's CPU profile to this file")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", flag.Args())
@@ -72,6 +75,18 @@ func run() error {
 	}
 	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	cfg.Progress = os.Stderr
+
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
