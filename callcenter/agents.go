@@ -32,6 +32,7 @@ type agentState struct {
 	maxCalls  int
 	calls     map[int64]bool // ringing and connected calls
 	idleSince time.Time
+	missed    int // consecutive rings left to time out
 }
 
 func (a *agentState) available() bool {
@@ -171,6 +172,7 @@ func (s *Service) SetAgentStatus(ctx context.Context, agentID int64, status stri
 	}
 	if status == StatusOnline && a.status != StatusOnline {
 		a.idleSince = s.now()
+		a.missed = 0
 	}
 	a.status = status
 	if status == StatusOffline {

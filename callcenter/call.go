@@ -219,6 +219,9 @@ func (s *Service) Answer(ctx context.Context, agentID, callID int64) error {
 	c.ringTimer = nil
 	c.ringing, c.agent = 0, agentID
 	c.rec.State, c.rec.AgentID = store.CallConnected, agentID
+	if a := s.agents[agentID]; a != nil {
+		a.missed = 0
+	}
 	if !c.answered {
 		c.answered = true
 		c.rec.AnswerTime = now

@@ -30,6 +30,9 @@ type Config struct {
 	// MaxRingAttempts ends the call with resultCode 5 after that many
 	// unanswered rings.
 	MaxRingAttempts int `toml:"max_ring_attempts"`
+	// AwayAfterMissed sets an agent away after that many consecutive rings
+	// left to time out, so an absent agent stops delaying calls; 0 = never.
+	AwayAfterMissed int `toml:"away_after_missed"`
 	// DefaultMaxCalls is an agent's concurrent call limit unless set per agent.
 	DefaultMaxCalls int `toml:"default_max_calls"`
 	// EstimatedCallDuration seeds the average call length used for the
@@ -83,6 +86,7 @@ func DefaultConfig() Config {
 		QueueTimeout:          10 * time.Minute,
 		OnNoAnswer:            OnNoAnswerRequeue,
 		MaxRingAttempts:       3,
+		AwayAfterMissed:       3,
 		DefaultMaxCalls:       1,
 		EstimatedCallDuration: 3 * time.Minute,
 		ChatMaxLength:         2000,
@@ -138,6 +142,9 @@ func (c Config) Validate() error {
 		if p.v < 1 {
 			return fmt.Errorf("callcenter.%s: must be >= 1", p.key)
 		}
+	}
+	if c.AwayAfterMissed < 0 {
+		return errors.New("callcenter.away_after_missed: must be >= 0")
 	}
 	if c.OnNoAnswer != OnNoAnswerRequeue && c.OnNoAnswer != OnNoAnswerEnd {
 		return fmt.Errorf("callcenter.on_no_answer: must be %q or %q", OnNoAnswerRequeue, OnNoAnswerEnd)

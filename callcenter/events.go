@@ -29,6 +29,7 @@ const (
 	EventCallTransfered = "call.transfer"   // customer and the old agent: TransferData
 	EventCallEnded      = "call.ended"      // both: EndedData
 	EventChatMessage    = "chat.message"    // both: ChatMessage
+	EventAgentStatus    = "agent.status"    // agent: AgentStatusData (the server changed the status)
 )
 
 // CallStateData names a call and why its state changed.
@@ -89,6 +90,13 @@ type EndedData struct {
 	NavigateType int           `json:"navigateType"`
 	Survey       *SurveyConfig `json:"survey,omitempty"`
 	By           string        `json:"by,omitempty"` // "customer", "agent" or "" (server)
+}
+
+// AgentStatusData is an agent's status as the server set it.
+type AgentStatusData struct {
+	AgentID int64  `json:"agentId"`
+	Status  string `json:"status"`
+	Reason  string `json:"reason"` // "missed_calls"
 }
 
 // AgentInfo is what customers see of an agent.

@@ -181,6 +181,9 @@ func (s *Service) noAnswerLocked(c *liveCall, reason string) {
 	c.rings++
 	if a := s.agents[agentID]; a != nil {
 		delete(a.calls, c.rec.ID)
+		if reason == "timeout" {
+			s.missedLocked(a)
+		}
 	}
 	s.emitLocked(Party{RoleAgent, agentID}, EventRingCancelled, CallStateData{CallID: c.rec.ID, Reason: reason})
 	if s.cfg.OnNoAnswer == OnNoAnswerEnd || c.rings >= s.cfg.MaxRingAttempts {
@@ -198,6 +201,20 @@ func (s *Service) noAnswerLocked(c *liveCall, reason string) {
 	c.lastPos = 0
 	s.agentMetricsLocked()
 	s.dispatchLocked(c.rec.TenantID)
+}
+
+// missedLocked counts a ring agent a let time out. The agent goes to the
+// back of the idle order, and after AwayAfterMissed in a row is set away:
+// otherwise an absent agent, never busy, would be rung first for every call.
+func (s *Service) missedLocked(a *agentState) {
+	a.missed++
+	a.idleSince = s.now()
+	if s.cfg.AwayAfterMissed > 0 && a.missed >= s.cfg.AwayAfterMissed && a.status == StatusOnline {
+		a.status = StatusAway
+		s.log.Info("agent set away after missed calls", "agent", a.rec.ID, "missed", a.missed)
+		s.emitLocked(Party{RoleAgent, a.rec.ID}, EventAgentStatus,
+			AgentStatusData{AgentID: a.rec.ID, Status: StatusAway, Reason: "missed_calls"})
+	}
 }
 
 // pushPositionsLocked tells every waiting customer of the tenant its place

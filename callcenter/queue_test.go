@@ -216,3 +216,27 @@ func TestConcurrentCallsPerAgent(t *testing.T) {
 	_, err := h.svc.PlaceCall(ctx, h.customer(ten, nil), PlaceCallRequest{AgentID: a.AgentID + 99})
 	wantCode(t, err, CodeNoAgentOnline)
 }
+
+// TestAbsentAgentSetAway: an agent who lets rings time out goes to the back
+// of the idle order and, after away_after_missed, away.
+func TestAbsentAgentSetAway(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.AwayAfterMissed = 2; c.MaxRingAttempts = 10 })
+	ten := h.tenant("t", TenantSettings{}, "")
+	absent := h.agent(ten, "absent")
+	c := h.customer(ten, nil)
+	info, err := h.svc.PlaceCall(ctx, c, PlaceCallRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.wait(agt(absent), EventCallRinging)
+	h.wait(agt(absent), EventCallRinging) // the only agent: rung again
+	st := h.wait(agt(absent), EventAgentStatus).Data.(AgentStatusData)
+	if st.Status != StatusAway || h.svc.AgentStatus(absent.AgentID) != StatusAway {
+		t.Fatalf("status = %+v", st)
+	}
+	present := h.agent(ten, "present")
+	h.wait(agt(present), EventCallRinging)
+	if err := h.svc.Answer(ctx, present.AgentID, info.CallID); err != nil {
+		t.Fatal(err)
+	}
+}

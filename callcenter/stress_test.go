@@ -12,7 +12,11 @@ import (
 // every side acting from its own goroutine, and checks that every call
 // ends with a valid resultCode and no agent is left holding a call.
 func TestConcurrentFlows(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.RingTimeout = 100 * time.Millisecond; c.QueueTimeout = 3 * time.Second })
+	h := newHarness(t, func(c *Config) {
+		c.RingTimeout = 100 * time.Millisecond
+		c.QueueTimeout = 3 * time.Second
+		c.AwayAfterMissed = 0 // a slow answer loop under -race must not send agents away
+	})
 	ten := h.tenant("t", TenantSettings{}, "http://receiver.invalid/")
 	var agents []*AgentSession
 	for _, n := range []string{"a", "b", "c"} {
