@@ -59,7 +59,8 @@
 // customer sees: call.queued, queue.position (on every change), call.ringing,
 // call.connected (join Room), chat.message, call.ended (navigateType 3, or
 // 0 with a survey to show). An agent sees call.ringing (IncomingData),
-// call.ring_ended, call.connected, chat.message, call.transfer, call.ended.
+// call.ring_ended, call.connected, chat.message, call.transfer, call.ended,
+// and agent.status when the server sets it away after missed rings.
 //
 // # Errors
 //
