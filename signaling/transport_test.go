@@ -465,3 +465,53 @@ func TestRemoteAddr(t *testing.T) {
 		}
 	}
 }
+
+func TestBusyWhenRequestsPileUp(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.RequestQueue = 1 })
+	c := e.dial(t)
+	ids := []string{c.send("slow", nil), c.send("ping", nil), c.send("ping", nil)}
+	// Whether or not the worker has taken "slow" yet, one of the pings
+	// finds the queue full and is refused at once.
+	m, err := c.read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Type != "error" || m.Error.Code != CodeBusy {
+		t.Fatalf("got %s %+v, want busy", m.Type, m.Error)
+	}
+	answered := map[string]bool{string(m.ID): true}
+	e.h.release <- struct{}{}
+	for len(answered) < len(ids) {
+		m, err := c.read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		answered[string(m.ID)] = true
+	}
+	// Every request got its one answer; the connection serves on.
+	c.mustReply("ping", nil)
+}
+
+func TestUpgradeRefusals(t *testing.T) {
+	t.Run("server full", func(t *testing.T) {
+		e := newEnv(t, func(c *Config) { c.MaxConnections = 1 })
+		e.dial(t)
+		_, resp, err := websocket.DefaultDialer.Dial(e.url, nil)
+		if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("second connection: %v %v", err, resp)
+		}
+		_ = resp.Body.Close()
+	})
+	t.Run("no handler yet", func(t *testing.T) {
+		srv, err := New(Params{Config: testConfig()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Close()
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/ws", nil))
+		if rec.Code != http.StatusServiceUnavailable {
+			t.Fatalf("status %d", rec.Code)
+		}
+	})
+}
