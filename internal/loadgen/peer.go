@@ -5,6 +5,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 
@@ -29,12 +30,15 @@ type peerFactory struct {
 	cert          webrtc.Certificate
 }
 
-func newPeerFactory(serverURL string, codec string, simulcast, nackGen, twccOn bool, c *Counters) (*peerFactory, error) {
+func newPeerFactory(serverURL string, codec string, simulcast, nackGen, twccOn bool, c *Counters,
+	log *slog.Logger) (*peerFactory, error) {
 	localIP, err := localIPFor(serverURL)
 	if err != nil {
 		return nil, err
 	}
+	logs := pionLogs{log: log}
 	var se webrtc.SettingEngine
+	se.LoggerFactory = logs
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetIncludeLoopbackCandidate(localIP.IsLoopback())
@@ -47,7 +51,7 @@ func newPeerFactory(serverURL string, codec string, simulcast, nackGen, twccOn b
 		return nil, err
 	}
 	pubIR := &interceptor.Registry{}
-	responder, err := nack.NewResponderInterceptor(nack.ResponderSize(512))
+	responder, err := nack.NewResponderInterceptor(nack.ResponderSize(512), nack.WithResponderLoggerFactory(logs))
 	if err != nil {
 		return nil, fmt.Errorf("nack responder: %w", err)
 	}
@@ -62,7 +66,7 @@ func newPeerFactory(serverURL string, codec string, simulcast, nackGen, twccOn b
 	// NACK generator and the players write.
 	playIR.Add(&rtcpCounterFactory{c: c})
 	if nackGen {
-		gen, err := nack.NewGeneratorInterceptor()
+		gen, err := nack.NewGeneratorInterceptor(nack.WithGeneratorLoggerFactory(logs))
 		if err != nil {
 			return nil, fmt.Errorf("nack generator: %w", err)
 		}
@@ -71,7 +75,7 @@ func newPeerFactory(serverURL string, codec string, simulcast, nackGen, twccOn b
 	if twccOn {
 		// The server's bandwidth estimate for each player runs on this
 		// feedback, as it does for a browser.
-		fb, err := twcc.NewSenderInterceptor()
+		fb, err := twcc.NewSenderInterceptor(twcc.WithLoggerFactory(logs))
 		if err != nil {
 			return nil, fmt.Errorf("twcc feedback: %w", err)
 		}

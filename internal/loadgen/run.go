@@ -99,7 +99,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if r.audio, r.video, err = loadMedia(ctx, &cfg, r.seed); err != nil {
 		return nil, err
 	}
-	if r.peers, err = newPeerFactory(cfg.ServerURL, cfg.Codec, cfg.Simulcast, cfg.NACK, cfg.TWCC, &r.counters); err != nil {
+	if r.peers, err = newPeerFactory(cfg.ServerURL, cfg.Codec, cfg.Simulcast, cfg.NACK, cfg.TWCC, &r.counters, log); err != nil {
 		return nil, err
 	}
 	client := &http.Client{Timeout: 15 * time.Second}
