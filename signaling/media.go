@@ -45,8 +45,8 @@ type MediaEnder interface {
 	MediaEnded()
 }
 
-// ParticipantID is the id a party has in an SFU room; the recorder and the
-// SFU's logs rely on the role prefix.
+// ParticipantID is the id a party has in an SFU room; the role prefix
+// tells a customer's tracks from an agent's.
 func ParticipantID(p Party) string {
 	return p.Role + "-" + strconv.FormatInt(p.ID, 10)
 }

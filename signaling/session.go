@@ -36,8 +36,8 @@ type Session struct {
 	room      string // media room this session may join; "" = none
 	voiceOnly bool
 
-	// mediaMu serialises media operations; it is never held while mu is
-	// wanted by the same goroutine for long, and never by Push.
+	// mediaMu serialises media operations, which may wait on the SFU; it
+	// is taken before mu, never while holding it, and never by Push.
 	mediaMu sync.Mutex
 	media   *mediaBinding
 }
@@ -110,7 +110,8 @@ func (s *Session) Authenticate(p Party) error {
 	return nil
 }
 
-// info is the session block of an auth or resume reply; s.mu must be held.
+// infoLocked is the session block of an auth or resume reply; s.mu must be
+// held.
 func (s *Session) infoLocked() *SessionInfo {
 	return &SessionInfo{
 		ID:           s.id,
@@ -243,10 +244,9 @@ func (srv *Server) endSession(s *Session, reason EndReason) {
 	hs.h.SessionEnded(ctx, s, reason, others)
 }
 
-// resume moves the session named by token onto c, rotating the token. It
-// returns the session and the pushes to replay, with gap set when pushes
-// after lastSeq were already dropped from the buffer. The reply must be
-// queued before the replay, so it is done here under the session lock.
+// resume moves the session named by token onto c, rotating the token, and
+// queues the reply followed by the pushes after lastSeq. Both are queued
+// here under the session lock so no new push can slip in between.
 func (srv *Server) resume(c *conn, id []byte, token string, lastSeq uint64) (*Session, error) {
 	srv.mu.Lock()
 	s := srv.sessions[token]
