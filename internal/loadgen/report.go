@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -96,9 +97,10 @@ func (m *monitor) progress(elapsed time.Duration) {
 	if m.haveSrv {
 		srv = fmt.Sprintf("server cpu %5.1f%% rss %4.0f MB", m.srvPct, mb(m.lastSrv.RSSBytes))
 	}
-	fmt.Fprintf(w, "%6.0fs calls %d/%d failed %d | sent %6.0f pkt/s recv %6.0f pkt/s loss %.2f%% | latency p50 %.2f p99 %.2f ms | %s | generator cpu %5.1f%%\n",
+	fmt.Fprintf(w, "%6.0fs calls %d/%d failed %d | sent %6.0f pkt/s recv %6.0f pkt/s loss %.2f%% | latency p50 %.2f p99 %.2f ms | %s | generator cpu %5.1f%% late %d\n",
 		elapsed.Seconds(), m.r.established.Load(), m.r.cfg.Calls, failed, sentRate, recvRate,
-		m.r.lossPercent(), ms(m.r.latency.Percentile(50)), ms(m.r.latency.Percentile(99)), srv, m.selfPct)
+		m.r.lossPercent(), ms(m.r.latency.Percentile(50)), ms(m.r.latency.Percentile(99)), srv, m.selfPct,
+		c.LateFrames.Load())
 }
 
 func mb(b int64) float64   { return float64(b) / (1 << 20) }
@@ -174,6 +176,30 @@ type Report struct {
 	PLIsFromPlayers   int64 `json:"plis_from_players"`
 	LateFrames        int64 `json:"generator_late_frames"`
 	WriteErrors       int64 `json:"write_errors"`
+
+	// Warnings say why the figures may not describe the server alone.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// otherLoadMargin is how much CPU (percent of one core) other processes may
+// use during a run before the report says the machine was not quiet.
+const otherLoadMargin = 15
+
+func (rep *Report) addWarnings() {
+	if rep.LateFrames > 0 {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf(
+			"the generator sent %d frames over %v late: it was short of CPU, so loss and latency include its own delays",
+			rep.LateFrames, maxLag))
+	}
+	if rep.ServerCPUSource != "" && strings.HasPrefix(rep.ServerCPUSource, "/proc/") && rep.MachineCPUPct > 0 {
+		if other := rep.MachineCPUPct - rep.ServerCPUPct - rep.GeneratorCPUPct; other > otherLoadMargin {
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf(
+				"other processes used %.0f%% of a core during the hold: the machine was not quiet", other))
+		}
+	}
+	if rep.CallsFailed > 0 || rep.CallsDropped > 0 {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%d calls failed to come up and %d dropped", rep.CallsFailed, rep.CallsDropped))
+	}
 }
 
 func (r *Runner) report(m *monitor, up int, elapsed time.Duration) *Report {
@@ -221,6 +247,7 @@ func (r *Runner) report(m *monitor, up int, elapsed time.Duration) *Report {
 	if !m.holdMachine[0].At.IsZero() && !m.holdMachine[1].At.IsZero() {
 		rep.MachineCPUPct = cpuPercent(m.holdMachine[0], m.holdMachine[1])
 	}
+	rep.addWarnings()
 	return rep
 }
 
@@ -244,6 +271,9 @@ func (rep *Report) WriteTable(w io.Writer) error {
 		{"NACKs / PLIs to publishers", fmt.Sprintf("%d (%d packets) / %d", rep.NACKsToPublishers, rep.NACKedPackets, rep.PLIsToPublishers)},
 		{"NACKs / PLIs from players", fmt.Sprintf("%d / %d", rep.NACKsFromPlayers, rep.PLIsFromPlayers)},
 		{"generator late frames / write errors", fmt.Sprintf("%d / %d", rep.LateFrames, rep.WriteErrors)},
+	}
+	for _, warning := range rep.Warnings {
+		rows = append(rows, [2]string{"WARNING", warning})
 	}
 	for _, row := range rows {
 		fmt.Fprintf(tw, "%s\t%s\n", row[0], row[1])
