@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -514,4 +515,77 @@ func TestUpgradeRefusals(t *testing.T) {
 			t.Fatalf("status %d", rec.Code)
 		}
 	})
+}
+
+// BenchmarkRequestRoundTrip is one ping request and its reply over a real
+// loopback WebSocket: decode, limits, worker hand-off, encode, writer.
+func BenchmarkRequestRoundTrip(b *testing.B) {
+	e := newBenchEnv(b)
+	ws, _, err := websocket.DefaultDialer.Dial(e.url, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ws.Close()
+	req := []byte(`{"id":"1","type":"ping"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := ws.WriteMessage(websocket.TextMessage, req); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := ws.ReadMessage(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPush is the server side of one push to a connected session:
+// encode, sequence, replay buffer, queue to the writer.
+func BenchmarkPush(b *testing.B) {
+	e := newBenchEnv(b)
+	ws, _, err := websocket.DefaultDialer.Dial(e.url, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ws.Close()
+	go func() { // drain
+		for {
+			if _, _, err := ws.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"id":"1","type":"customer.auth","data":{"id":1}}`)); err != nil {
+		b.Fatal(err)
+	}
+	p := Party{RoleCustomer, 1}
+	for len(e.srv.sessionsOf(p)) == 0 {
+		runtime.Gosched()
+	}
+	data := map[string]any{"callId": 1201, "position": 3, "estimatedWaitMs": 95000}
+	b.ReportAllocs()
+	for b.Loop() {
+		if e.srv.Push(p, "queue.position", data) != 1 {
+			b.Fatal("push not taken")
+		}
+	}
+}
+
+func newBenchEnv(b *testing.B) *testEnv {
+	cfg := testConfig()
+	cfg.RatePerSecond = 1e9
+	cfg.RateBurst = 1 << 30
+	cfg.SendQueue = 1 << 16
+	e := &testEnv{h: newFakeHandler(), media: &fakeMedia{}}
+	srv, err := New(Params{Config: cfg, Media: e.media, Handler: e.h})
+	if err != nil {
+		b.Fatal(err)
+	}
+	e.srv = srv
+	e.ts = httptest.NewServer(srv)
+	e.url = "ws" + strings.TrimPrefix(e.ts.URL, "http")
+	b.Cleanup(func() {
+		_ = srv.Close()
+		e.ts.Close()
+	})
+	return e
 }
