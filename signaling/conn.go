@@ -75,13 +75,17 @@ func (c *conn) serve() {
 	go func() { defer c.wg.Done(); c.writeLoop() }()
 	go func() { defer c.wg.Done(); c.workLoop() }()
 
+	c.srv.log.Debug("connection opened", "addr", c.addr)
 	c.readLoop()
 
 	c.close(0, "", false)
 	c.cancel()
 	c.wg.Wait()
 	_ = c.ws.Close()
-	c.session().detach(c)
+	s := c.session()
+	s.detach(c)
+	// closeCode is stable once closing is closed, which close above ensured.
+	c.srv.log.Debug("connection closed", "addr", c.addr, "session", s.id, "code", c.closeCode, "reason", c.closeReason)
 }
 
 // close asks the writer to end the connection with code (0: no close
