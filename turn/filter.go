@@ -29,6 +29,27 @@ var neverRelay = []netip.Prefix{
 	netip.MustParsePrefix("ff00::/8"),
 }
 
+var neverRelay4, neverRelay6 = splitFamilies(neverRelay)
+
+func splitFamilies(prefixes []netip.Prefix) (v4, v6 []netip.Prefix) {
+	for _, p := range prefixes {
+		if p.Addr().Is4() {
+			v4 = append(v4, p)
+		} else {
+			v6 = append(v6, p)
+		}
+	}
+	return v4, v6
+}
+
+// neverRelayFor halves the prefixes checked per datagram.
+func neverRelayFor(ip netip.Addr) []netip.Prefix {
+	if ip.Is4() {
+		return neverRelay4
+	}
+	return neverRelay6
+}
+
 // sharedAddressSpace is RFC 6598 carrier-grade NAT space: private to an
 // operator's network although netip does not call it private.
 var sharedAddressSpace = netip.MustParsePrefix("100.64.0.0/10")
@@ -81,7 +102,7 @@ func (f *peerFilter) ipAllowed(ip netip.Addr) bool {
 	if containsAddr(f.allowed.prefixes, ip) {
 		return true
 	}
-	if containsAddr(f.denied.prefixes, ip) || containsAddr(neverRelay, ip) {
+	if containsAddr(f.denied.prefixes, ip) || containsAddr(neverRelayFor(ip), ip) {
 		return false
 	}
 	if ip.IsLoopback() {
