@@ -96,7 +96,7 @@ func TestPLIFromSubscriberReachesPublisherThrottled(t *testing.T) {
 	}
 	var track *webrtc.TrackRemote
 	select {
-	case track = <-sub.tracks:
+	case track = <-sub.Tracks:
 	case <-time.After(testTimeout):
 		t.Fatal("no track")
 	}

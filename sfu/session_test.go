@@ -12,6 +12,8 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/avs/avs/internal/rtctest"
 )
 
 // layerOf reads the layer marker the simulcast test puts after the VP8 test payload header.
@@ -325,20 +327,6 @@ func TestGarbageRTCPIsDroppedAndForwardingGoesOn(t *testing.T) {
 	})
 }
 
-// vanishingConn is a client socket that can stop sending without a word,
-// as a phone does when it loses its network.
-type vanishingConn struct {
-	net.PacketConn
-	gone atomic.Bool
-}
-
-func (c *vanishingConn) WriteTo(b []byte, addr net.Addr) (int, error) {
-	if c.gone.Load() {
-		return len(b), nil
-	}
-	return c.PacketConn.WriteTo(b, addr)
-}
-
 func TestSilentPeerIsRemovedAndItsTracksFreed(t *testing.T) {
 	s := newTestSFU(t)
 	room, _ := s.Room("r1", RoomOptions{})
@@ -348,15 +336,15 @@ func TestSilentPeerIsRemovedAndItsTracksFreed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn := &vanishingConn{PacketConn: raw}
+	conn := &rtctest.VanishingConn{PacketConn: raw}
 	t.Cleanup(func() { _ = raw.Close() })
-	pub := newPublisherOn(t, pubP, newClientPCOn(t, nil, conn), false)
+	pub := newPublisherOn(t, pubP, rtctest.NewPeer(t, rtctest.Options{Conn: conn}), false)
 	seq := uint16(1)
 	waitFor(t, "video", func() bool {
 		seq = sendVideo(t, pub.video, seq, 5, 1, 5)
 		return len(sub.snapshot(webrtc.RTPCodecTypeVideo)) > 0
 	})
-	conn.gone.Store(true)
+	conn.Gone.Store(true)
 	waitFor(t, "the silent publisher to be removed", func() bool {
 		return room.Participant("camera") == nil
 	})

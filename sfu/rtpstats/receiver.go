@@ -42,7 +42,34 @@ type Receiver struct {
 	lastSR        uint32 // middle 32 bits of the NTP timestamp of the last SR
 	lastSRArrival time.Time
 
-	nacks nackList
+	nacks   nackList
+	history [historySize / 64]uint64 // which recent sequence numbers arrived
+}
+
+// historySize is how far back a late packet is still told from a duplicate.
+const historySize = 1024
+
+func (r *Receiver) seen(seq uint16) bool {
+	i := seq % historySize
+	return r.history[i/64]&(1<<(i%64)) != 0
+}
+
+func (r *Receiver) markSeen(seq uint16) {
+	i := seq % historySize
+	r.history[i/64] |= 1 << (i % 64)
+}
+
+// clearSeen forgets the slots of [from, to), which now stand for newer
+// sequence numbers that have not arrived.
+func (r *Receiver) clearSeen(from, to uint16) {
+	if to-from >= historySize {
+		r.history = [historySize / 64]uint64{}
+		return
+	}
+	for s := from; s != to; s++ {
+		i := s % historySize
+		r.history[i/64] &^= 1 << (i % 64)
+	}
 }
 
 // NewReceiver returns statistics for a stream with the given RTP clock rate.
@@ -63,6 +90,7 @@ func (r *Receiver) Update(seq uint16, rtpTime uint32, size int, arrival time.Tim
 		r.baseSeq, r.maxSeq = seq, seq
 		r.received, r.bytes = 1, uint64(size)
 		r.transit = r.transitOf(rtpTime, arrival)
+		r.markSeen(seq)
 		return true
 	}
 	delta := seq - r.maxSeq
@@ -82,12 +110,18 @@ func (r *Receiver) Update(seq uint16, rtpTime uint32, size int, arrival time.Tim
 			// for a keyframe instead.
 			r.nacks.clear()
 		}
+		r.clearSeen(r.maxSeq+1, seq)
 		r.maxSeq = seq
+		r.markSeen(seq)
 	case delta > 1<<15: // late or duplicate
-		if !r.nacks.remove(seq) {
+		if r.maxSeq-seq >= historySize || r.seen(seq) {
 			return false
 		}
+		r.nacks.remove(seq)
+		r.markSeen(seq)
 	default: // a jump too large: the sender restarted its sequence
+		r.history = [historySize / 64]uint64{}
+		r.markSeen(seq)
 		r.baseSeq, r.maxSeq, r.cycles = seq, seq, 0
 		r.expectedPrior, r.receivedPrior, r.received = 0, 0, 0
 		r.nacks.clear()

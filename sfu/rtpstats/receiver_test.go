@@ -18,6 +18,7 @@ func TestLossAndNACKs(t *testing.T) {
 		{"one gap", []uint16{10, 11, 14, 15}, 2, []uint16{12, 13}, 15},
 		{"gap repaired late", []uint16{10, 12, 11, 13}, 0, nil, 13},
 		{"duplicate ignored", []uint16{10, 11, 11, 12}, 0, nil, 12},
+		{"old duplicate ignored", []uint16{10, 11, 12, 13, 11}, 0, nil, 13},
 		{"wrap around", []uint16{65534, 65535, 1, 2}, 1, []uint16{0}, 1<<16 | 2},
 		{"restart after huge jump", []uint16{10, 11, 20000, 20001}, 0, nil, 20001},
 	}
@@ -58,6 +59,22 @@ func TestNACKRetriesThenGivesUp(t *testing.T) {
 	}
 	if asked != 3 {
 		t.Fatalf("asked %d times for one missing packet, want 3", asked)
+	}
+}
+
+func TestLatePacketIsForwardedOnceEvenAfterNACKsGaveUp(t *testing.T) {
+	r := NewReceiver(90000)
+	now := time.Unix(1000, 0)
+	r.Update(1, 0, 100, now)
+	r.Update(3, 0, 100, now)
+	for i := range 10 { // NACK tries run out
+		r.MissingForNACK(nil, now.Add(time.Duration(i)*time.Second), 0, 0, 3)
+	}
+	if !r.Update(2, 0, 100, now) {
+		t.Fatal("the late retransmission was refused")
+	}
+	if r.Update(2, 0, 100, now) {
+		t.Fatal("its duplicate was accepted")
 	}
 }
 
