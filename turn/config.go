@@ -75,7 +75,8 @@ type Config struct {
 	AllowLoopbackPeers bool `toml:"allow_loopback_peers"`
 	AllowPrivatePeers  bool `toml:"allow_private_peers"`
 	// AllowedPeers are peers always allowed ("10.0.0.0/8", "10.1.2.3",
-	// "203.0.113.7:7882"), e.g. the SFU's own media address.
+	// "203.0.113.7:7882"); "0.0.0.0:7882" means port 7882 on any of this
+	// host's own addresses, e.g. the SFU's media port.
 	AllowedPeers []string `toml:"allowed_peers"`
 	// DeniedPeers are extra networks never relayed to ("192.0.2.0/24").
 	DeniedPeers []string `toml:"denied_peers"`

@@ -64,13 +64,17 @@ type peerFilter struct {
 	own           map[netip.Addr]struct{}
 	allowed       peerRules
 	portOnlyIPs   map[netip.Addr]struct{}
+	ownPorts      map[uint16]struct{} // "0.0.0.0:port" rules: this port on any own address
 	denied        peerRules
 }
 
-func newPeerFilter(c Config, own []netip.Addr) (*peerFilter, error) {
+func newPeerFilter(c Config, own []netip.Addr, extra []netip.AddrPort) (*peerFilter, error) {
 	allowed, err := parsePeerRules(c.AllowedPeers)
 	if err != nil {
 		return nil, err
+	}
+	for _, ap := range extra {
+		allowed.addrPorts[netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())] = struct{}{}
 	}
 	denied, err := parsePeerRules(c.DeniedPeers)
 	if err != nil {
@@ -82,12 +86,17 @@ func newPeerFilter(c Config, own []netip.Addr) (*peerFilter, error) {
 		own:           map[netip.Addr]struct{}{},
 		allowed:       allowed,
 		portOnlyIPs:   map[netip.Addr]struct{}{},
+		ownPorts:      map[uint16]struct{}{},
 		denied:        denied,
 	}
 	for _, a := range own {
 		f.own[a.Unmap()] = struct{}{}
 	}
 	for ap := range allowed.addrPorts {
+		if ap.Addr().IsUnspecified() {
+			f.ownPorts[ap.Port()] = struct{}{}
+			continue
+		}
 		f.portOnlyIPs[ap.Addr()] = struct{}{}
 	}
 	return f, nil
@@ -127,8 +136,18 @@ func (f *peerFilter) permitIP(ip netip.Addr) bool {
 	if f.ipAllowed(ip) {
 		return true
 	}
-	_, ok := f.portOnlyIPs[ip.Unmap()]
-	return ok
+	ip = ip.Unmap()
+	if _, ok := f.portOnlyIPs[ip]; ok {
+		return true
+	}
+	return len(f.ownPorts) > 0 && f.isOwn(ip)
+}
+
+// isOwn reports a non-loopback address of this host; loopback stays
+// under allow_loopback_peers.
+func (f *peerFilter) isOwn(ip netip.Addr) bool {
+	_, ok := f.own[ip]
+	return ok && !ip.IsLoopback()
 }
 
 // permitAddr is the per-datagram check on the relay socket.
@@ -136,8 +155,12 @@ func (f *peerFilter) permitAddr(ap netip.AddrPort) bool {
 	if f.ipAllowed(ap.Addr()) {
 		return true
 	}
-	_, ok := f.allowed.addrPorts[netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())]
-	return ok
+	ip := ap.Addr().Unmap()
+	if _, ok := f.allowed.addrPorts[netip.AddrPortFrom(ip, ap.Port())]; ok {
+		return true
+	}
+	_, ok := f.ownPorts[ap.Port()]
+	return ok && f.isOwn(ip)
 }
 
 func containsAddr(prefixes []netip.Prefix, ip netip.Addr) bool {

@@ -39,13 +39,19 @@ func TestPeerFilter(t *testing.T) {
 		{"8.8.4.4:22", func(c *Config) { c.AllowedPeers = []string{"8.8.4.4:7882"} }, true, false},
 		{"10.9.9.9:22", func(c *Config) { c.AllowedPeers = []string{"10.9.0.0/16"} }, true, true},
 		{"93.184.216.34:5000", func(c *Config) { c.DeniedPeers = []string{"93.184.216.0/24"} }, false, false},
+		{"8.8.4.4:7882", func(c *Config) { c.AllowedPeers = []string{"0.0.0.0:7882"} }, true, true},
+		{"198.51.100.7:7882", func(c *Config) { c.AllowedPeers = []string{"0.0.0.0:7882"} }, true, true},
+		{"198.51.100.7:7883", func(c *Config) { c.AllowedPeers = []string{"0.0.0.0:7882"} }, true, false},
+		{"93.184.216.34:7882", func(c *Config) { c.AllowedPeers = []string{"0.0.0.0:7882"} }, true, true},
+		{"10.0.0.1:7882", func(c *Config) { c.AllowedPeers = []string{"0.0.0.0:7882"} }, false, false},
+		{"127.0.0.1:7882", func(c *Config) { c.AllowedPeers = []string{"0.0.0.0:7882"} }, false, false},
 	}
 	for _, tt := range tests {
 		c := DefaultConfig()
 		if tt.change != nil {
 			tt.change(&c)
 		}
-		f, err := newPeerFilter(c, own)
+		f, err := newPeerFilter(c, own, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

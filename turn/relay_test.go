@@ -24,7 +24,7 @@ func BenchmarkRelayConnWriteTo(b *testing.B) {
 	}
 	c := DefaultConfig()
 	c.MaxBitrateKbps = 0
-	filter, err := newPeerFilter(c, []netip.Addr{netip.MustParseAddr("198.51.100.1")})
+	filter, err := newPeerFilter(c, []netip.Addr{netip.MustParseAddr("198.51.100.1")}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"sync"
 	"time"
 
 	pionturn "github.com/pion/turn/v5"
@@ -38,6 +39,13 @@ type Params struct {
 	// closes them.
 	PacketConn net.PacketConn
 	Listener   net.Listener
+
+	// AllowedPeers are added to turn.allowed_peers. The peer filter
+	// refuses the server's own addresses, which includes the SFU in this
+	// same process; main passes the SFU's media ports here (an
+	// unspecified address such as 0.0.0.0:7882 means that port on every
+	// own address) so that relayed clients can reach it.
+	AllowedPeers []netip.AddrPort
 }
 
 // Addrs are the addresses the server listens on; nil when disabled.
@@ -54,6 +62,9 @@ type Server struct {
 	relays  *relays
 	addrs   Addrs
 	pion    *pionturn.Server
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // New validates the configuration, opens the listeners and starts serving.
@@ -83,7 +94,7 @@ func New(p Params) (*Server, error) {
 		return nil, err
 	}
 	own := append(localAddrs(), public, bindIP)
-	filter, err := newPeerFilter(cfg, own)
+	filter, err := newPeerFilter(cfg, own, p.AllowedPeers)
 	if err != nil {
 		return nil, fmt.Errorf("turn: %w", err)
 	}
@@ -215,15 +226,18 @@ func (s *Server) openListeners(p Params) (out []net.Listener, err error) {
 }
 
 // Close stops the server: listeners, client connections, allocations.
+// It returns once pion has released every allocation (or after
+// closeTimeout); later calls return the first call's result.
 func (s *Server) Close() error {
-	err := s.pion.Close()
-	if !s.relays.waitIdle(closeTimeout) {
-		s.log.Warn("turn: allocations still open after close", "count", s.relays.active())
-	}
-	if err != nil {
-		return fmt.Errorf("turn: close: %w", err)
-	}
-	return nil
+	s.closeOnce.Do(func() {
+		if err := s.pion.Close(); err != nil {
+			s.closeErr = fmt.Errorf("turn: close: %w", err)
+		}
+		if !s.relays.waitIdle(closeTimeout) {
+			s.log.Warn("turn: allocations still open after close", "count", s.relays.active())
+		}
+	})
+	return s.closeErr
 }
 
 // Addrs returns the bound listen addresses (useful with port 0).

@@ -407,6 +407,9 @@ func TestCloseEndsClientConnections(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
 	if n := s.AllocationCount(); n != 0 {
 		t.Fatalf("%d allocations open after Close", n)
 	}
