@@ -111,6 +111,10 @@ func New(p Params) (*Server, error) {
 	if err := s.start(p, filter); err != nil {
 		return nil, err
 	}
+	if cfg.PublicIP == "" && bindIP.IsUnspecified() && (public.IsPrivate() || public.IsLoopback()) {
+		log.Warn("turn: detected relay address is not public; clients outside this network cannot use it: set turn.public_ip",
+			"relay_ip", public)
+	}
 	log.Info("turn server started", "udp", s.addrs.UDP, "tcp", s.addrs.TCP, "tls", s.addrs.TLS,
 		"relay_ip", public, "relay_ports", fmt.Sprintf("%d-%d", cfg.RelayPortMin, cfg.RelayPortMax))
 	return s, nil
@@ -153,6 +157,10 @@ func (s *Server) start(p Params, filter *peerFilter) (err error) {
 		QuotaHandler:       s.relays.quotaOK,
 		EventHandler:       pionturn.EventHandler{OnAuth: s.onAuth},
 		AllocationLifetime: s.cfg.AllocationLifetime,
+		// Relays are of the public address's family only. Strict RFC 6156
+		// defaulting (IPv4 when the client does not ask) keeps IPv6
+		// clients on an IPv4 relay instead of failing their Allocate.
+		StrictAddressFamily: s.relays.public.Is4(),
 	}
 	for _, c := range conns {
 		sc.PacketConnConfigs = append(sc.PacketConnConfigs, pionturn.PacketConnConfig{
