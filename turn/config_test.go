@@ -2,6 +2,7 @@ package turn
 
 import (
 	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -103,5 +104,32 @@ static_users = { alice = "pw" }
 	}
 	if _, ok := rules.addrPorts[netip.MustParseAddrPort("203.0.113.10:7882")]; !ok || len(rules.prefixes) != 1 {
 		t.Fatalf("rules %+v", rules)
+	}
+}
+
+// TestDocumentedSection keeps testdata/turn-section.toml, the [turn]
+// section shipped in config.toml, equal to DefaultConfig.
+func TestDocumentedSection(t *testing.T) {
+	var file struct {
+		Turn Config `toml:"turn"`
+	}
+	md, err := toml.DecodeFile("testdata/turn-section.toml", &file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := md.Undecoded(); len(u) > 0 {
+		t.Fatalf("unknown keys: %v", u)
+	}
+	want := DefaultConfig()
+	// Empty TOML arrays and tables decode as empty, not nil.
+	want.StaticUsers, want.AllowedPeers, want.DeniedPeers = map[string]string{}, []string{}, []string{}
+	if !reflect.DeepEqual(file.Turn, want) {
+		t.Fatalf("documented section differs from DefaultConfig:\n got %+v\nwant %+v", file.Turn, want)
+	}
+	v := reflect.TypeOf(Config{})
+	for i := range v.NumField() {
+		if !md.IsDefined("turn", v.Field(i).Tag.Get("toml")) {
+			t.Errorf("key %s missing from the documented section", v.Field(i).Tag.Get("toml"))
+		}
 	}
 }
