@@ -60,10 +60,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "CreatePermission, ChannelBind and Connect requests refused by the peer filter.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{
-		m.allocations, m.packets, m.bytes, m.authFailures, m.rejected, m.dropped, m.permissionsNo,
-	} {
+	for i, c := range m.collectors() {
 		if err := reg.Register(c); err != nil {
+			for _, done := range m.collectors()[:i] {
+				reg.Unregister(done)
+			}
 			return nil, fmt.Errorf("turn: register metrics: %w", err)
 		}
 	}
@@ -79,4 +80,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.rejected.WithLabelValues(r)
 	}
 	return m, nil
+}
+
+func (m *metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{
+		m.allocations, m.packets, m.bytes, m.authFailures, m.rejected, m.dropped, m.permissionsNo,
+	}
+}
+
+// unregister undoes newMetrics when New fails, so that a retry can
+// register again.
+func (m *metrics) unregister(reg prometheus.Registerer) {
+	for _, c := range m.collectors() {
+		reg.Unregister(c)
+	}
 }

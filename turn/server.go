@@ -35,8 +35,8 @@ type Params struct {
 	Registerer prometheus.Registerer
 
 	// PacketConn and Listener, when set, replace the listen_udp and
-	// listen_tcp sockets (tests, socket activation). The Server owns and
-	// closes them.
+	// listen_tcp sockets (tests, socket activation). New takes ownership:
+	// they are closed by Close, or by New itself when it fails.
 	PacketConn net.PacketConn
 	Listener   net.Listener
 
@@ -68,7 +68,15 @@ type Server struct {
 }
 
 // New validates the configuration, opens the listeners and starts serving.
-func New(p Params) (*Server, error) {
+func New(p Params) (_ *Server, err error) {
+	defer func() {
+		if err != nil && p.PacketConn != nil {
+			_ = p.PacketConn.Close()
+		}
+		if err != nil && p.Listener != nil {
+			_ = p.Listener.Close()
+		}
+	}()
 	cfg := p.Config
 	if !cfg.Enabled {
 		return nil, errors.New("turn: not enabled (turn.enabled = false)")
@@ -88,6 +96,11 @@ func New(p Params) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			m.unregister(reg)
+		}
+	}()
 	bindIP := netip.MustParseAddr(cfg.RelayBindIP).Unmap()
 	public, err := publicAddr(cfg, bindIP)
 	if err != nil {

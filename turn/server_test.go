@@ -447,8 +447,22 @@ func TestNewRefusesBadInput(t *testing.T) {
 	if _, err := New(Params{Config: c}); err == nil {
 		t.Fatal("started while disabled")
 	}
-	// Two servers on one registry collide rather than share counters.
+	// A failed New closes the sockets it was given and releases its
+	// metrics, so that the caller can retry.
 	reg := prometheus.NewRegistry()
+	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c = testConfig()
+	c.ListenTCP = "127.0.0.1:bad-port"
+	if _, err := New(Params{Config: c, Registerer: reg, PacketConn: conn}); err == nil {
+		t.Fatal("started with a bad TCP address")
+	}
+	if _, err := conn.WriteTo([]byte("x"), conn.LocalAddr()); err == nil {
+		t.Fatal("injected socket still open after New failed")
+	}
+	// Two servers on one registry collide rather than share counters.
 	s, err := New(Params{Config: testConfig(), Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
