@@ -64,7 +64,7 @@ var authReasons = []string{
 
 // authenticate is the pion AuthHandler. It only finds the key; pion then
 // checks MESSAGE-INTEGRITY with it and reports a mismatch through
-// onAuthEvent.
+// onAuth.
 func (s *Server) authenticate(ra *pionturn.RequestAttributes) (userID string, key []byte, ok bool) {
 	ip := netAddrPort(ra.SrcAddr).Addr()
 	now := time.Now()

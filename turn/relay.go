@@ -25,7 +25,6 @@ var (
 	errQuota       = errors.New("turn: allocation quota reached")
 	errNoRelayPort = errors.New("turn: no free relay port")
 	errTCPRelay    = errors.New("turn: TCP relay allocations (RFC 6062) are disabled")
-	errPeerDenied  = errors.New("turn: peer address not allowed")
 )
 
 // relays creates the relay sockets of allocations. It is pion's

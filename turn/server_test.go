@@ -485,3 +485,22 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestTCPRelayRefused: RFC 6062 TCP allocations would make the server a
+// general TCP proxy; WebRTC never needs them.
+func TestTCPRelayRefused(t *testing.T) {
+	s, reg := startServer(t, testConfig())
+	tc, err := net.DialTimeout("tcp", s.Addrs().TCP.String(), setupTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, pass := Credentials(testSecret, "u", time.Hour, time.Now())
+	client := turnClient(t, s.Addrs().TCP, user, pass, pionturn.NewSTUNConn(tc))
+	if alloc, err := client.AllocateTCP(); err == nil {
+		_ = alloc.Close()
+		t.Fatal("TCP relay allocation succeeded")
+	}
+	if got := metricValue(t, reg, "avs_turn_allocations_rejected_total", "reason", rejectTCPRelay); got != 1 {
+		t.Fatalf("allocations_rejected_total{reason=tcp_relay_disabled} = %v, want 1", got)
+	}
+}
