@@ -23,8 +23,8 @@ const Timeout = 30 * time.Second
 
 // Options shape a client peer.
 type Options struct {
-	// Drop, when set, loses each packet it selects once: on arrival for
-	// remote streams, on the way out for local ones.
+	// Drop, when set, loses on the wire each RTP packet it selects, once:
+	// arriving packets of a receiver, departing ones of a sender.
 	Drop func(seq uint16) bool
 	// Conn, when set, carries the client's media, so a test can cut it.
 	Conn net.PacketConn
@@ -46,10 +46,6 @@ func NewPeer(t testing.TB, o Options) *webrtc.PeerConnection {
 		}
 	}
 	reg := &interceptor.Registry{}
-	if o.Drop != nil {
-		// First in the registry, so closest to the network.
-		reg.Add(dropperFactory{&dropper{drop: o.Drop, dropped: map[uint16]bool{}}})
-	}
 	if err := webrtc.RegisterDefaultInterceptors(m, reg); err != nil {
 		t.Fatal(err)
 	}
@@ -58,12 +54,20 @@ func NewPeer(t testing.TB, o Options) *webrtc.PeerConnection {
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetICEMulticastDNSMode(0)
 	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
-	// The dropper loses packets after decryption, where SRTP has already
-	// marked them seen; without this the retransmission would be refused
-	// as a replay, which a real lossy network never causes.
-	se.DisableSRTPReplayProtection(true)
-	if o.Conn != nil {
-		se.SetICEUDPMux(webrtc.NewICEUDPMux(nil, o.Conn))
+	conn := o.Conn
+	if o.Drop != nil {
+		if conn == nil {
+			raw, err := net.ListenPacket("udp4", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = raw.Close() })
+			conn = raw
+		}
+		conn = &lossyConn{PacketConn: conn, drop: o.Drop, dropped: map[uint64]bool{}}
+	}
+	if conn != nil {
+		se.SetICEUDPMux(webrtc.NewICEUDPMux(nil, conn))
 	}
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se))
 	cfg := webrtc.Configuration{ICEServers: o.ICEServers}
@@ -256,46 +260,45 @@ func (c *VanishingConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	return c.PacketConn.WriteTo(b, addr)
 }
 
-type dropper struct {
-	interceptor.NoOp
-	mu      sync.Mutex
+// lossyConn loses chosen RTP packets on the wire, in both directions, each
+// once: their retransmissions get through. The RTP header is not encrypted
+// by SRTP, so the sequence number can be read here, below DTLS and SRTP.
+type lossyConn struct {
+	net.PacketConn
 	drop    func(seq uint16) bool
-	dropped map[uint16]bool
+	mu      sync.Mutex
+	dropped map[uint64]bool
 }
 
-func (d *dropper) shouldDrop(seq uint16) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.dropped[seq] || !d.drop(seq) {
+func (c *lossyConn) lose(b []byte) bool {
+	// RTP, not RTCP (payload types 192..223 with the marker bit) nor
+	// STUN or DTLS.
+	if len(b) < 12 || b[0]>>6 != 2 || (b[1] >= 192 && b[1] <= 223) {
 		return false
 	}
-	d.dropped[seq] = true
+	seq := uint16(b[2])<<8 | uint16(b[3])
+	key := uint64(b[8])<<56 | uint64(b[9])<<48 | uint64(b[10])<<40 | uint64(b[11])<<32 | uint64(seq)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.dropped[key] || !c.drop(seq) {
+		return false
+	}
+	c.dropped[key] = true
 	return true
 }
 
-func (d *dropper) BindRemoteStream(_ *interceptor.StreamInfo, r interceptor.RTPReader) interceptor.RTPReader {
-	return interceptor.RTPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
-		for {
-			n, attr, err := r.Read(b, a)
-			if err != nil || n < 4 {
-				return n, attr, err
-			}
-			if !d.shouldDrop(uint16(b[2])<<8 | uint16(b[3])) {
-				return n, attr, err
-			}
+func (c *lossyConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := c.PacketConn.ReadFrom(b)
+		if err != nil || !c.lose(b[:n]) {
+			return n, addr, err
 		}
-	})
+	}
 }
 
-func (d *dropper) BindLocalStream(_ *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
-	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
-		if d.shouldDrop(h.SequenceNumber) {
-			return len(payload), nil
-		}
-		return w.Write(h, payload, a)
-	})
+func (c *lossyConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if c.lose(b) {
+		return len(b), nil
+	}
+	return c.PacketConn.WriteTo(b, addr)
 }
-
-type dropperFactory struct{ d *dropper }
-
-func (f dropperFactory) NewInterceptor(string) (interceptor.Interceptor, error) { return f.d, nil }
