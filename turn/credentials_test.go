@@ -53,7 +53,7 @@ func TestFailureLimiter(t *testing.T) {
 
 func TestTokenBucket(t *testing.T) {
 	now := time.Unix(1000, 0)
-	b := newTokenBucket(100_000, now) // burst is 64 KiB
+	b := newTokenBucket(100_000, 64*1024, now)
 	sent := 0
 	for b.take(1000, now) {
 		sent += 1000

@@ -75,22 +75,18 @@ func (l *failureLimiter) sweep(now time.Time) {
 	}
 }
 
-// tokenBucket limits the bytes per second through one direction of one
-// allocation. Datagrams over the limit are dropped, as a congested link
-// would; WebRTC's congestion control then backs off.
+// tokenBucket limits a rate: the bytes per second through one direction
+// of one allocation, or log lines.
 type tokenBucket struct {
 	mu     sync.Mutex
-	rate   float64 // bytes per second
+	rate   float64 // tokens per second
 	burst  float64
 	tokens float64
 	last   time.Time
 }
 
-func newTokenBucket(bytesPerSecond float64, now time.Time) *tokenBucket {
-	// A burst of a quarter second absorbs a video key frame without
-	// letting a sender exceed the rate for long.
-	burst := max(bytesPerSecond/4, 64*1024)
-	return &tokenBucket{rate: bytesPerSecond, burst: burst, tokens: burst, last: now}
+func newTokenBucket(rate, burst float64, now time.Time) *tokenBucket {
+	return &tokenBucket{rate: rate, burst: burst, tokens: burst, last: now}
 }
 
 func (b *tokenBucket) take(n int, now time.Time) bool {

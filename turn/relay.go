@@ -144,8 +144,7 @@ func (r *relays) AllocatePacketConn(conf pionturn.AllocateListenerConfig) (net.P
 	now := time.Now()
 	rc := &relayConn{PacketConn: conn, relays: r, userID: conf.UserID}
 	if r.cfg.MaxBitrateKbps > 0 {
-		bps := float64(r.cfg.MaxBitrateKbps) * 1000 / 8
-		rc.up, rc.down = newTokenBucket(bps, now), newTokenBucket(bps, now)
+		rc.up, rc.down = newBandwidthCap(r.cfg.MaxBitrateKbps, now), newBandwidthCap(r.cfg.MaxBitrateKbps, now)
 	}
 	if r.cfg.MaxAllocationAge > 0 {
 		// pion deletes the allocation when its relay read fails, so a
@@ -158,6 +157,16 @@ func (r *relays) AllocatePacketConn(conf pionturn.AllocateListenerConfig) (net.P
 	}
 	port := conn.LocalAddr().(*net.UDPAddr).Port
 	return rc, &net.UDPAddr{IP: r.public.AsSlice(), Port: port}, nil
+}
+
+// newBandwidthCap limits one direction of one allocation. Datagrams over
+// the limit are dropped, as a congested link would drop them; WebRTC's
+// congestion control then backs off.
+func newBandwidthCap(kbps int, now time.Time) *tokenBucket {
+	bytesPerSecond := float64(kbps) * 1000 / 8
+	// A burst of a quarter second absorbs a video key frame without
+	// letting a sender exceed the rate for long.
+	return newTokenBucket(bytesPerSecond, max(bytesPerSecond/4, 64*1024), now)
 }
 
 // listen binds a relay port: the requested one (EVEN-PORT reservations),

@@ -37,7 +37,7 @@ func BenchmarkRelayConnWriteTo(b *testing.B) {
 			rc := &relayConn{PacketConn: discardConn{}, relays: &relays{filter: filter, metrics: m}}
 			if capped {
 				// High enough never to drop: the benchmark measures the check.
-				rc.up = newTokenBucket(1e15, time.Now())
+				rc.up = newTokenBucket(1e15, 1e15, time.Now())
 			}
 			peer := &net.UDPAddr{IP: net.IPv4(93, 184, 216, 34), Port: 5000}
 			payload := make([]byte, 200)

@@ -164,7 +164,7 @@ func (s *Server) start(p Params, filter *peerFilter) (err error) {
 		return false
 	}
 	sc := pionturn.ServerConfig{
-		LoggerFactory:      slogFactory{log: s.log},
+		LoggerFactory:      newSlogFactory(s.log),
 		Realm:              s.cfg.Realm,
 		AuthHandler:        s.authenticate,
 		QuotaHandler:       s.relays.quotaOK,

@@ -106,7 +106,7 @@ func turnClient(t *testing.T, server net.Addr, user, pass string, conn net.Packe
 		Username:       user,
 		Password:       pass,
 		Realm:          "avs",
-		LoggerFactory:  slogFactory{log: testLogger()},
+		LoggerFactory:  newSlogFactory(testLogger()),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -211,12 +211,12 @@ func TestRelayOverUDPAndTCP(t *testing.T) {
 			}
 		})
 	}
-	if got := metricValue(t, reg, "avs_turn_relayed_packets_total", "direction", dirToPeer); got < 2 {
-		t.Errorf("client_to_peer packets = %v, want ≥ 2", got)
-	}
-	if got := metricValue(t, reg, "avs_turn_relayed_bytes_total", "direction", dirFromPeer); got == 0 {
-		t.Error("no peer_to_client bytes counted")
-	}
+	// The relay counts after its send returns, which may be after the
+	// echo already arrived here.
+	waitFor(t, func() bool {
+		return metricValue(t, reg, "avs_turn_relayed_packets_total", "direction", dirToPeer) >= 2 &&
+			metricValue(t, reg, "avs_turn_relayed_bytes_total", "direction", dirFromPeer) > 0
+	})
 }
 
 func TestLoopbackPeerRefusedByDefault(t *testing.T) {
@@ -502,5 +502,51 @@ func TestTCPRelayRefused(t *testing.T) {
 	}
 	if got := metricValue(t, reg, "avs_turn_allocations_rejected_total", "reason", rejectTCPRelay); got != 1 {
 		t.Fatalf("allocations_rejected_total{reason=tcp_relay_disabled} = %v, want 1", got)
+	}
+}
+
+// TestQuotaUnderConcurrency: many clients of one user allocate at once
+// over TCP (one pion goroutine each), and the per-user quota still holds
+// exactly; after they leave, the accounting returns to zero.
+func TestQuotaUnderConcurrency(t *testing.T) {
+	const clients, quota = 12, 3
+	c := testConfig()
+	c.MaxAllocationsPerUser = quota
+	s, reg := startServer(t, c)
+	user, pass := Credentials(testSecret, "crowd", time.Hour, time.Now())
+	relays := make(chan net.PacketConn, clients)
+	var wg sync.WaitGroup
+	for range clients {
+		tc, err := net.DialTimeout("tcp", s.Addrs().TCP.String(), setupTimeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		client := turnClient(t, s.Addrs().TCP, user, pass, pionturn.NewSTUNConn(tc))
+		wg.Go(func() {
+			if relay, err := client.Allocate(); err == nil {
+				relays <- relay
+			}
+		})
+	}
+	wg.Wait()
+	close(relays)
+	var granted []net.PacketConn
+	for relay := range relays {
+		granted = append(granted, relay)
+	}
+	if len(granted) != quota {
+		t.Fatalf("%d allocations granted, want exactly %d", len(granted), quota)
+	}
+	if got := metricValue(t, reg, "avs_turn_allocations_active", "", ""); got != quota {
+		t.Fatalf("allocations_active = %v, want %d", got, quota)
+	}
+	for _, relay := range granted {
+		if err := relay.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool { return s.AllocationCount() == 0 })
+	if got := metricValue(t, reg, "avs_turn_allocations_active", "", ""); got != 0 {
+		t.Fatalf("allocations_active = %v after release, want 0", got)
 	}
 }

@@ -37,6 +37,9 @@ func TestCoturnClient(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			// uclient spends most of its run waiting for late packets, so
+			// the cases overlap well.
+			t.Parallel()
 			c := testConfig()
 			c.AllowLoopbackPeers = tt.allowLoopback
 			s, _ := startServer(t, c)
