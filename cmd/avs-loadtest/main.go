@@ -43,7 +43,7 @@ func run() error {
 	var verbose bool
 	var cpuProfile string
 	flag.StringVar(&cfg.ServerURL, "server", "http://127.0.0.1:8080", "base URL of the server's WHIP/WHEP endpoints")
-	flag.StringVar(&cfg.Token, "token", os.Getenv("AVS_WHIP_TOKEN"), "bearer token for WHIP/WHEP (default $AVS_WHIP_TOKEN)")
+	flag.StringVar(&cfg.Token, "token", defaultToken(os.Getenv), "bearer token for WHIP/WHEP (default $AVS_WHIP_TOKEN, else the first of the server's $AVS_WHIP_KEYS)")
 	flag.StringVar(&cfg.MetricsURL, "metrics-url", "", "the server's Prometheus endpoint, e.g. http://127.0.0.1:9090/metrics, for CPU and RSS when -server-pid is not given")
 	flag.IntVar(&cfg.ServerPID, "server-pid", 0, "process ID of a server on this machine; CPU and RSS are read from /proc")
 	flag.IntVar(&cfg.Calls, "calls", 10, "concurrent 1:1 calls (4 forwarded streams each, 2 with -voice-only)")
@@ -98,6 +98,16 @@ func run() error {
 		return err
 	}
 	return rep.WriteJSON(os.Stdout)
+}
+
+// defaultToken lets a generator started beside a server share its
+// environment: a server key is accepted as a bearer token as it is.
+func defaultToken(getenv func(string) string) string {
+	if t := getenv("AVS_WHIP_TOKEN"); t != "" {
+		return t
+	}
+	first, _, _ := strings.Cut(getenv("AVS_WHIP_KEYS"), ",")
+	return strings.TrimSpace(first)
 }
 
 // parseKbps reads a bitrate such as "800k", "1.5M" or "800" (kbit/s).

@@ -89,8 +89,9 @@ func (c *call) playerReady(p *participant) {
 	})
 }
 
-func (c *call) watch(pc *webrtc.PeerConnection) {
+func (c *call) watch(pc *webrtc.PeerConnection, what string) {
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		c.r.log.Debug("peer state", "call", c.index, "peer", what, "state", s, "since_placed", time.Since(c.placed))
 		if s == webrtc.PeerConnectionStateFailed {
 			c.failed.Store(true)
 		}
@@ -104,7 +105,7 @@ func (c *call) publish(ctx context.Context, p *participant, room string) error {
 		return err
 	}
 	p.pub = pc
-	c.watch(pc)
+	c.watch(pc, "publish "+room)
 	stream := fmt.Sprintf("call%d-%s", c.index, p.name)
 	seed := uint32(c.index * 16) // room for eight streams per side
 	if p.name == "b" {
@@ -143,6 +144,7 @@ func (c *call) publish(ctx context.Context, p *participant, room string) error {
 	if err != nil {
 		return err
 	}
+	r.log.Debug("negotiated", "call", c.index, "peer", "publish "+room, "since_placed", time.Since(c.placed))
 	p.pubSess = sess
 	for _, tr := range pc.GetTransceivers() {
 		mid := tr.Mid()
@@ -210,7 +212,7 @@ func (c *call) play(ctx context.Context, p *participant, room string, from *part
 		return err
 	}
 	p.play = pc
-	c.watch(pc)
+	c.watch(pc, "play "+room)
 	recvonly := webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}
 	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, recvonly); err != nil {
 		return fmt.Errorf("add audio receiver: %w", err)
@@ -240,6 +242,7 @@ func (c *call) play(ctx context.Context, p *participant, room string, from *part
 	if err != nil {
 		return err
 	}
+	r.log.Debug("negotiated", "call", c.index, "peer", "play "+room, "since_placed", time.Since(c.placed))
 	p.playSess = sess
 	return nil
 }

@@ -172,8 +172,12 @@ func newMediaEngine(codec string, simulcast, twccOn bool) (*webrtc.MediaEngine, 
 	return me, nil
 }
 
-// localIPFor returns the local address the kernel would use to reach the
-// server; connecting a UDP socket sends nothing.
+// localIPFor returns the local address the generator's peers use: the one
+// the kernel would use to reach the server (connecting a UDP socket sends
+// nothing). For a server on loopback it is the host's first non-loopback
+// IPv4 address instead, when there is one, because servers (pion's default)
+// do not offer loopback candidates: checks from 127.0.0.1 to the host's
+// address then only succeed as peer-reflexive, about a second later.
 func localIPFor(serverURL string) (net.IP, error) {
 	u, err := url.Parse(serverURL)
 	if err != nil {
@@ -188,7 +192,20 @@ func localIPFor(serverURL string) (net.IP, error) {
 		return nil, fmt.Errorf("find local address for %s: %w", u.Host, err)
 	}
 	defer conn.Close()
-	return conn.LocalAddr().(*net.UDPAddr).IP, nil
+	ip := conn.LocalAddr().(*net.UDPAddr).IP
+	if !ip.IsLoopback() {
+		return ip, nil
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return ip, nil
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+			return n.IP.To4(), nil
+		}
+	}
+	return ip, nil
 }
 
 // rtcpCounterFactory counts the feedback players send: the NACK generator
