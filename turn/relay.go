@@ -21,6 +21,9 @@ const (
 	rejectTCPRelay   = "tcp_relay_disabled"
 )
 
+// relaySocketBuffer is the requested kernel receive buffer of a relay socket.
+const relaySocketBuffer = 1 << 20
+
 var (
 	errQuota       = errors.New("turn: allocation quota reached")
 	errNoRelayPort = errors.New("turn: no free relay port")
@@ -140,6 +143,11 @@ func (r *relays) AllocatePacketConn(conf pionturn.AllocateListenerConfig) (net.P
 		r.release(conf.UserID)
 		r.metrics.rejected.WithLabelValues(rejectNoPort).Inc()
 		return nil, nil, err
+	}
+	if uc, ok := conn.(*net.UDPConn); ok {
+		// Room for a burst while the allocation's reading goroutine waits
+		// for a CPU; capped by net.core.rmem_max, so failure is harmless.
+		_ = uc.SetReadBuffer(relaySocketBuffer)
 	}
 	now := time.Now()
 	rc := &relayConn{PacketConn: conn, relays: r, userID: conf.UserID}

@@ -26,6 +26,9 @@ import (
 // allocations after their sockets closed.
 const closeTimeout = 10 * time.Second
 
+// udpSocketBuffer is the requested kernel buffer of the UDP listener.
+const udpSocketBuffer = 4 << 20
+
 // Params are New's inputs.
 type Params struct {
 	Config Config
@@ -197,6 +200,14 @@ func (s *Server) openPacketConns(p Params) ([]net.PacketConn, error) {
 		var err error
 		if conn, err = net.ListenPacket("udp", s.cfg.ListenUDP); err != nil {
 			return nil, fmt.Errorf("turn.listen_udp: %w", err)
+		}
+		// Every client shares this socket and one pion goroutine reads
+		// it; a burst from many clients overflows the kernel's default
+		// buffer (about 200 KiB) and is lost. The kernel caps the size at
+		// net.core.rmem_max / wmem_max, so failure is harmless.
+		if uc, ok := conn.(*net.UDPConn); ok {
+			_ = uc.SetReadBuffer(udpSocketBuffer)
+			_ = uc.SetWriteBuffer(udpSocketBuffer)
 		}
 	}
 	if conn == nil {
