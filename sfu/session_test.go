@@ -355,3 +355,53 @@ func TestSilentPeerIsRemovedAndItsTracksFreed(t *testing.T) {
 		return len(v.downTracks) == 0
 	})
 }
+
+func TestRoomLimitedToH264(t *testing.T) {
+	s := newTestSFU(t)
+	room, _ := s.Room("mini", RoomOptions{VideoCodec: "h264"})
+	_, sub := joinDynamic(t, room, "agent", nil)
+	pubP, _ := room.Join(ParticipantOptions{ID: "customer"})
+
+	// The client offers every codec it has, VP8 first.
+	pc := newClientPC(t, nil)
+	h264, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}, "video", "cam")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.AddTrack(h264); err != nil {
+		t.Fatal(err)
+	}
+	offer := offerAll(t, pc, nil)
+	if !strings.Contains(offer, "VP8") {
+		t.Fatal("the client did not offer VP8")
+	}
+	answer, err := pubP.Offer(offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(answer, "VP8") || !strings.Contains(answer, "H264") {
+		t.Fatalf("answer of an H.264 room:\n%s", answer)
+	}
+	setAnswer(t, pc, answer)
+	waitConnected(t, pc)
+	seq := uint16(1)
+	waitFor(t, "H.264 at the agent", func() bool {
+		for i := range 10 {
+			nal := []byte{0x41, 0x9a, byte(i)} // non-IDR slice
+			if i == 0 {
+				nal = []byte{0x65, 0x88, 0x84} // IDR slice
+			}
+			_ = h264.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(seq) * 3000, Marker: true}, Payload: nal})
+			seq++
+		}
+		return len(sub.snapshot(webrtc.RTPCodecTypeVideo)) > 0
+	})
+	track := <-sub.Tracks
+	if !strings.EqualFold(track.Codec().MimeType, webrtc.MimeTypeH264) {
+		t.Fatalf("agent received %s", track.Codec().MimeType)
+	}
+	if first := sub.snapshot(webrtc.RTPCodecTypeVideo)[0]; first.Payload[0]&0x1f != 5 {
+		t.Fatalf("agent's video started on NAL type %d, not an IDR", first.Payload[0]&0x1f)
+	}
+}
