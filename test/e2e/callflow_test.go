@@ -34,7 +34,8 @@ func (f *flow) setAgentStatus(t *testing.T, status string) {
 		Status string `json:"status"`
 	}
 	decode(t, f.agent.mustReply("agent.status", map[string]string{"status": status}).Data, &out)
-	if out.Status != status {
+	// An agent put online may be rung at once, which makes it busy.
+	if out.Status != status && !(status == "online" && out.Status == "busy") {
 		t.Fatalf("agent status %q, want %q", out.Status, status)
 	}
 }

@@ -306,6 +306,7 @@ type client struct {
 	next      int
 	waiting   map[string]chan msg
 	lastSeq   uint64
+	session   *sessionInfo // of the last auth or resume reply
 	closeCode int // set when the socket ended: a close code, or 1006 without a close frame
 
 	pushes  chan msg // every push, in order
@@ -357,6 +358,9 @@ func (c *client) readLoop() {
 			c.mu.Lock()
 			ch := c.waiting[string(m.ID)]
 			delete(c.waiting, string(m.ID))
+			if m.Session != nil {
+				c.session = m.Session
+			}
 			c.mu.Unlock()
 			if ch != nil {
 				ch <- m
@@ -490,6 +494,16 @@ func (c *client) code() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.closeCode
+}
+
+// resumeToken is the token of the session's last auth or resume reply.
+func (c *client) resumeToken() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.session == nil {
+		return ""
+	}
+	return c.session.ResumeToken
 }
 
 func (c *client) seq() uint64 {
@@ -696,4 +710,3 @@ func entrySign(appID, path, extraData, secret, nonce, timestamp string) string {
 	sum := sha256.Sum256([]byte(appID + path + extraData + secret + nonce + timestamp))
 	return hex.EncodeToString(sum[:])
 }
-
