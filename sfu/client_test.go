@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -71,6 +72,7 @@ type publisher struct {
 	video *webrtc.TrackLocalStaticRTP
 	audio *webrtc.TrackLocalStaticRTP
 	plis  chan struct{}
+	twcc  atomic.Bool // transport-wide feedback arrived
 }
 
 func newPublisher(t *testing.T, p *Participant, drop func(uint16) bool, withAudio bool) *publisher {
@@ -121,11 +123,14 @@ func (pub *publisher) readRTCP(s *webrtc.RTPSender) {
 			return
 		}
 		for _, p := range pkts {
-			if _, ok := p.(*rtcp.PictureLossIndication); ok {
+			switch p.(type) {
+			case *rtcp.PictureLossIndication:
 				select {
 				case pub.plis <- struct{}{}:
 				default:
 				}
+			case *rtcp.TransportLayerCC:
+				pub.twcc.Store(true)
 			}
 		}
 	}

@@ -21,6 +21,9 @@ import (
 // Timeout bounds every wait in these helpers; generous, for a loaded machine.
 const Timeout = 30 * time.Second
 
+// AudioLevelURI is the RFC 6464 header extension browsers send with audio.
+const AudioLevelURI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+
 // Options shape a client peer.
 type Options struct {
 	// Drop, when set, loses on the wire each RTP packet it selects, once:
@@ -45,8 +48,15 @@ func NewPeer(t testing.TB, o Options) *webrtc.PeerConnection {
 			t.Fatal(err)
 		}
 	}
+	if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: AudioLevelURI}, webrtc.RTPCodecTypeAudio); err != nil {
+		t.Fatal(err)
+	}
 	reg := &interceptor.Registry{}
 	if err := webrtc.RegisterDefaultInterceptors(m, reg); err != nil {
+		t.Fatal(err)
+	}
+	// Browsers number every packet for transport-wide feedback.
+	if err := webrtc.ConfigureTWCCHeaderExtensionSender(m, reg); err != nil {
 		t.Fatal(err)
 	}
 	var se webrtc.SettingEngine
