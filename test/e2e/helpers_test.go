@@ -307,7 +307,7 @@ type client struct {
 	waiting   map[string]chan msg
 	lastSeq   uint64
 	session   *sessionInfo // of the last auth or resume reply
-	closeCode int // set when the socket ended: a close code, or 1006 without a close frame
+	closeCode int          // set when the socket ended: a close code, or 1006 without a close frame
 
 	pushes  chan msg // every push, in order
 	offers  chan msg // media.offer pushes, when a media responder takes them
