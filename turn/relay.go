@@ -53,7 +53,7 @@ var _ pionturn.RelayAddressGenerator = (*relays)(nil)
 func (r *relays) Validate() error { return nil }
 
 // quotaOK is pion's QuotaHandler; refusing here yields the proper 486
-// answer. allocatePacketConn checks again under the lock that counts,
+// answer. AllocatePacketConn checks again under the lock that counts,
 // because concurrent TCP clients of one user may pass here together.
 func (r *relays) quotaOK(userID, _ string, _ net.Addr) bool {
 	r.mu.Lock()
