@@ -1,0 +1,132 @@
+package e2e
+
+import (
+	"bytes"
+	"net/http"
+	"sync/atomic"
+	"testing"
+)
+
+// Fast retries, and enough of them that a delivery never goes dead here.
+const fastWebhooks = `
+backoff_base = "100ms"
+backoff_max = "400ms"
+max_attempts = 50
+poll_interval = "200ms"
+`
+
+// abandonedCall runs a call that ends in the queue (resultCode 1) and
+// returns its id; its webhook is then in the outbox.
+func abandonedCall(t *testing.T, s *server, ten tenant, ag agentAccount, biz string) int64 {
+	t.Helper()
+	agent := s.agent(ag)
+	agent.mustReply("agent.status", map[string]string{"status": "away"})
+	cust, _ := s.customer(entry(ten.Key, "crm-"+biz, biz, 1))
+	call := cust.place()
+	cust.mustReply("call.leave", map[string]int64{"callId": call.CallID})
+	cust.ended(call.CallID)
+	return call.CallID
+}
+
+// TestWebhookReceiverFailsFirstThenAccepts: a receiver answering 500
+// twice gets the same delivery again, signed anew each time, until it
+// accepts; the admin API shows three attempts and the delivery done.
+func TestWebhookReceiverFailsFirstThenAccepts(t *testing.T) {
+	rc := newReceiver(t, func(n int, _ *http.Request) int {
+		if n <= 2 {
+			return http.StatusInternalServerError
+		}
+		return http.StatusNoContent
+	})
+	s := boot(t, options{webhook: fastWebhooks})
+	ten := s.createTenant("acme", rc.srv.URL, surveySettings)
+	callID := abandonedCall(t, s, ten, s.createAgent(ten.ID, "ann"), "biz-retry")
+
+	ok := rc.accepted(t, "call.ended", callID)
+	hooks := rc.hooks()
+	if len(hooks) != 3 {
+		t.Fatalf("%d POSTs, want 3 (two refused, one accepted)", len(hooks))
+	}
+	for i, h := range hooks {
+		if h.Delivery != ok.Delivery || !bytes.Equal(h.Body, ok.Body) {
+			t.Fatalf("attempt %d: delivery %q, want the same delivery %q with the same body", i+1, h.Delivery, ok.Delivery)
+		}
+		if !h.verify(ten.WebhookSecret) {
+			t.Fatalf("attempt %d is not signed with the tenant's secret", i+1)
+		}
+	}
+	checkWebhook(t, ok, ten, 1, "biz-retry", false, 0)
+	eventually(t, "the delivery marked delivered", func() bool {
+		ds := s.deliveries(callID)
+		return len(ds) == 1 && ds[0].Status == "delivered"
+	})
+	d := s.deliveries(callID)[0]
+	if d.Attempts != 3 || d.LastStatus != http.StatusNoContent || d.DeliveryID != ok.Delivery {
+		t.Fatalf("delivery %+v, want 3 attempts ending in 204", d)
+	}
+}
+
+// TestWebhookSurvivesRestart stops the server while a delivery is pending
+// and boots a new one on the same database file: the delivery arrives,
+// with the same id and body.
+func TestWebhookSurvivesRestart(t *testing.T) {
+	tests := []struct {
+		name string
+		// inFlight: the first POST hangs until the shutdown cancels it;
+		// else the receiver refuses until after the shutdown.
+		inFlight bool
+	}{
+		{"receiver down across the restart", false},
+		{"restart in the middle of a POST", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var accept atomic.Bool
+			rc := newReceiver(t, func(n int, r *http.Request) int {
+				if tt.inFlight && n == 1 {
+					<-r.Context().Done()
+					return http.StatusServiceUnavailable
+				}
+				if accept.Load() {
+					return http.StatusOK
+				}
+				return http.StatusServiceUnavailable
+			})
+			s := boot(t, options{webhook: fastWebhooks})
+			ten := s.createTenant("acme", rc.srv.URL, surveySettings)
+			callID := abandonedCall(t, s, ten, s.createAgent(ten.ID, "ann"), "biz-restart")
+
+			// The first POST has reached the receiver, and failed or hangs.
+			eventually(t, "a first POST", func() bool { return len(rc.hooks()) > 0 })
+			first := rc.hooks()[0]
+			if !tt.inFlight {
+				eventually(t, "a failed attempt recorded", func() bool {
+					ds := s.deliveries(callID)
+					return len(ds) == 1 && ds[0].Status == "pending" && ds[0].Attempts >= 1
+				})
+			}
+			s.shutdown()
+			accept.Store(true)
+			s = s.restart()
+
+			got := rc.accepted(t, "call.ended", callID)
+			if got.Delivery != first.Delivery || !bytes.Equal(got.Body, first.Body) {
+				t.Fatalf("after the restart: delivery %q, want %q with the same body", got.Delivery, first.Delivery)
+			}
+			checkWebhook(t, got, ten, 1, "biz-restart", false, 0)
+			eventually(t, "the delivery marked delivered", func() bool {
+				ds := s.deliveries(callID)
+				return len(ds) == 1 && ds[0].Status == "delivered"
+			})
+			if tt.inFlight {
+				// The interrupted POST does not count as an attempt.
+				if d := s.deliveries(callID)[0]; d.Attempts != 1 {
+					t.Fatalf("delivery %+v, want one attempt", d)
+				}
+			}
+			if rec := s.call(callID); rec.State != "ended" || rec.ResultCode != 1 {
+				t.Fatalf("call record after the restart %+v", rec)
+			}
+		})
+	}
+}
