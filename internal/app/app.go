@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -83,7 +84,10 @@ func (a *App) startMedia() error {
 	}
 	a.closers = append(a.closers, func() { _ = a.sfu.Close() })
 	if a.cfg.TURN.Enabled {
-		a.turn, err = turn.New(turn.Params{Config: a.cfg.TURN, Logger: a.log.With("component", "turn"), Registerer: a.reg})
+		a.turn, err = turn.New(turn.Params{
+			Config: a.cfg.TURN, Logger: a.log.With("component", "turn"), Registerer: a.reg,
+			AllowedPeers: []netip.AddrPort{sfuPeer(a.sfu.UDPAddr())},
+		})
 		if err != nil {
 			return fmt.Errorf("turn: %w", err)
 		}
@@ -128,6 +132,18 @@ func (a *App) startCallCenter(ctx context.Context) error {
 		return fmt.Errorf("signaling: %w", err)
 	}
 	return nil
+}
+
+// sfuPeer is the SFU's media address as the TURN peer filter must allow
+// it: the filter refuses this host's own addresses, and the media port on
+// them is the one exception relayed clients need. An SFU bound to one
+// address (loopback included) is allowed there alone.
+func sfuPeer(udp *net.UDPAddr) netip.AddrPort {
+	ap := udp.AddrPort()
+	if ap.Addr().IsUnspecified() {
+		return netip.AddrPortFrom(netip.IPv4Unspecified(), ap.Port())
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 // iceServers hands a customer or agent the TURN server with fresh

@@ -204,3 +204,69 @@ func TestBrowserPublishesOverWHIPAndPlaysOverWHEP(t *testing.T) {
 	}
 	t.Logf("player decoded %d %s frames and received %d audio packets", result.FramesDecoded, result.VideoCodec, result.AudioPacketsReceived)
 }
+
+// TestRelayOnlyClientReachesTheSFUThroughBuiltInTURN publishes over WHIP
+// from a client that may only use relay candidates, with the credentials
+// of the answer's Link header, and plays the media directly over WHEP.
+func TestRelayOnlyClientReachesTheSFUThroughBuiltInTURN(t *testing.T) {
+	a := boot(t, fmt.Sprintf("[whip]\nkeys = [%q]\n", whipKey))
+	base := "http://" + a.HTTPAddr()
+	ice := a.TURN().ICEServer("relay-test", time.Now())
+	var urls []string
+	for _, u := range ice.URLs {
+		if strings.HasPrefix(u, "turn:") && strings.Contains(u, "transport=udp") {
+			urls = append(urls, u)
+		}
+	}
+	if len(urls) == 0 {
+		t.Fatalf("no UDP TURN URL in %v", ice.URLs)
+	}
+	publisher := rtctest.NewPeer(t, rtctest.Options{RelayOnly: true, ICEServers: []webrtc.ICEServer{
+		{URLs: urls, Username: ice.Username, Credential: ice.Credential},
+	}})
+	video, _ := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "video", "cam")
+	if _, err := publisher.AddTrack(video); err != nil {
+		t.Fatal(err)
+	}
+	offer := rtctest.Offer(t, publisher, nil)
+	if !strings.Contains(offer, "typ relay") {
+		t.Fatalf("the relay-only client gathered no relay candidate:\n%s", offer)
+	}
+	resp := postSDP(t, base+"/whip/relayed", offer)
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("WHIP: %d", resp.StatusCode)
+	}
+	answer, _ := io.ReadAll(resp.Body)
+	rtctest.SetAnswer(t, publisher, string(answer))
+	rtctest.WaitConnected(t, publisher)
+
+	player := rtctest.NewPeer(t, rtctest.Options{})
+	if _, err := player.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+		t.Fatal(err)
+	}
+	got := rtctest.Collect(player)
+	resp = postSDP(t, base+"/whep/relayed", rtctest.Offer(t, player, nil))
+	answer, _ = io.ReadAll(resp.Body)
+	rtctest.SetAnswer(t, player, string(answer))
+	seq := uint16(1)
+	rtctest.WaitFor(t, "relayed video at the player", func() bool {
+		seq = rtctest.SendVideo(t, video, seq, 2, 1, 1)
+		return got.Count(webrtc.RTPCodecTypeVideo) > 0
+	})
+	if a.TURN().AllocationCount() == 0 {
+		t.Fatal("no TURN allocation was used")
+	}
+}
+
+func postSDP(t *testing.T, url, offer string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(offer))
+	req.Header.Set("Authorization", "Bearer "+whipKey)
+	req.Header.Set("Content-Type", "application/sdp")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = resp.Body.Close() })
+	return resp
+}
