@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -147,4 +148,78 @@ func TestCongestionFeedbackAndEstimate(t *testing.T) {
 	if est == nil || est.GetTargetBitrate() <= 0 {
 		t.Fatal("the viewer has no bandwidth estimate")
 	}
+}
+
+func TestICETCPWhenUDPIsBlocked(t *testing.T) {
+	s := newTestSFU(t)
+	room, _ := s.Room("r1", RoomOptions{})
+	_, sub := joinDynamic(t, room, "viewer", nil)
+	pubP, _ := room.Join(ParticipantOptions{ID: "camera"})
+	pub := newPublisherOn(t, pubP, rtctest.NewPeer(t, rtctest.Options{TCPOnly: true}), false)
+	seq := uint16(1)
+	waitFor(t, "video published over ICE-TCP", func() bool {
+		seq = sendVideo(t, pub.video, seq, 3, 1, 1)
+		return sub.Count(webrtc.RTPCodecTypeVideo) > 0
+	})
+	pair, err := pub.pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || pair == nil || pair.Local.Protocol != webrtc.ICEProtocolTCP {
+		t.Fatalf("selected pair %v (%v) is not TCP", pair, err)
+	}
+}
+
+func TestSubscribersGetSenderReports(t *testing.T) {
+	s := newTestSFU(t)
+	room, _ := s.Room("r1", RoomOptions{})
+	viewer, sub := joinDynamic(t, room, "viewer", nil)
+	pubP, _ := room.Join(ParticipantOptions{ID: "camera"})
+	pub := newPublisher(t, pubP, nil, false)
+	seq := uint16(1)
+	waitFor(t, "video", func() bool {
+		seq = sendVideo(t, pub.video, seq, 3, 1, 1)
+		return sub.Count(webrtc.RTPCodecTypeVideo) > 0
+	})
+	var receiver *webrtc.RTPReceiver
+	for _, tr := range sub.pc.GetTransceivers() {
+		if tr.Kind() == webrtc.RTPCodecTypeVideo {
+			receiver = tr.Receiver()
+		}
+	}
+	track := <-sub.Tracks
+	srs := make(chan *rtcp.SenderReport, 1)
+	go func() {
+		for {
+			pkts, _, err := receiver.ReadRTCP()
+			if err != nil {
+				return
+			}
+			for _, p := range pkts {
+				if sr, ok := p.(*rtcp.SenderReport); ok && sr.SSRC == uint32(track.SSRC()) {
+					select {
+					case srs <- sr:
+					default:
+					}
+				}
+			}
+		}
+	}()
+	waitFor(t, "a sender report for the viewer's track", func() bool {
+		seq = sendVideo(t, pub.video, seq, 2, 1, 0)
+		return len(srs) > 0
+	})
+	sr := <-srs
+	if sr.PacketCount == 0 || sr.NTPTime == 0 {
+		t.Fatalf("empty sender report %+v", sr)
+	}
+	// The viewer's receiver reports come back and give the SFU its RTT.
+	waitFor(t, "an RTT from the viewer's receiver reports", func() bool {
+		seq = sendVideo(t, pub.video, seq, 2, 1, 0)
+		viewer.mu.Lock()
+		defer viewer.mu.Unlock()
+		for _, dt := range viewer.downTracks {
+			if dt.lastRTT.Load() > 0 {
+				return true
+			}
+		}
+		return false
+	})
 }

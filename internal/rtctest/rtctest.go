@@ -34,6 +34,9 @@ type Options struct {
 	// ICEServers and relay-only policy, for TURN tests.
 	ICEServers []webrtc.ICEServer
 	RelayOnly  bool
+	// TCPOnly makes the client use ICE over TCP alone, as behind a
+	// firewall that blocks UDP.
+	TCPOnly bool
 }
 
 // NewPeer builds a client PeerConnection closed at the end of the test.
@@ -61,7 +64,11 @@ func NewPeer(t testing.TB, o Options) *webrtc.PeerConnection {
 	}
 	var se webrtc.SettingEngine
 	se.SetIncludeLoopbackCandidate(true)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	if o.TCPOnly {
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeTCP4})
+	} else {
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	}
 	se.SetICEMulticastDNSMode(0)
 	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
 	conn := o.Conn
