@@ -222,3 +222,50 @@ func sendVideo(t *testing.T, track *webrtc.TrackLocalStaticRTP, seq uint16, fram
 	t.Helper()
 	return rtctest.SendVideo(t, track, seq, frames, perFrame, keyEvery)
 }
+
+// streaming is a room where a camera publishes video that a viewer
+// receives, once the first video has arrived.
+type streaming struct {
+	sfu    *SFU
+	room   *Room
+	viewer *Participant
+	sub    *subscriber
+	camera *Participant
+	pub    *publisher
+	seq    uint16
+}
+
+// streamOptions vary startStreaming.
+type streamOptions struct {
+	config     func(*Config)
+	cameraPeer *webrtc.PeerConnection // default: a plain client peer
+}
+
+func startStreaming(t *testing.T, o streamOptions) *streaming {
+	t.Helper()
+	st := &streaming{seq: 1}
+	if o.config != nil {
+		st.sfu = newTestSFU(t, o.config)
+	} else {
+		st.sfu = newTestSFU(t)
+	}
+	st.room, _ = st.sfu.Room("r1", RoomOptions{})
+	st.viewer, st.sub = joinDynamic(t, st.room, "viewer", nil)
+	st.camera, _ = st.room.Join(ParticipantOptions{ID: "camera"})
+	pc := o.cameraPeer
+	if pc == nil {
+		pc = newClientPC(t, nil)
+	}
+	st.pub = newPublisherOn(t, st.camera, pc, false)
+	st.waitVideo(t, "video at the viewer", func() bool { return st.sub.Count(webrtc.RTPCodecTypeVideo) > 0 })
+	return st
+}
+
+// waitVideo keeps the camera sending, a keyframe per burst, until cond holds.
+func (st *streaming) waitVideo(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	waitFor(t, what, func() bool {
+		st.seq = sendVideo(t, st.pub.video, st.seq, 3, 1, 1)
+		return cond()
+	})
+}

@@ -215,30 +215,18 @@ func TestVoiceOnly(t *testing.T) {
 }
 
 func TestICERestartKeepsMediaFlowing(t *testing.T) {
-	s := newTestSFU(t)
-	room, _ := s.Room("r1", RoomOptions{})
-	_, sub := joinDynamic(t, room, "viewer", nil)
-	pubP, _ := room.Join(ParticipantOptions{ID: "camera"})
-	pub := newPublisher(t, pubP, nil, false)
-	seq := uint16(1)
-	waitFor(t, "video before restart", func() bool {
-		seq = sendVideo(t, pub.video, seq, 5, 1, 5)
-		return len(sub.snapshot(webrtc.RTPCodecTypeVideo)) > 0
-	})
-	oldUfrag := iceUfrag(pub.pc.RemoteDescription().SDP)
-	answer, err := pubP.Offer(offerAll(t, pub.pc, &webrtc.OfferOptions{ICERestart: true}))
+	st := startStreaming(t, streamOptions{})
+	oldUfrag := iceUfrag(st.pub.pc.RemoteDescription().SDP)
+	answer, err := st.camera.Offer(offerAll(t, st.pub.pc, &webrtc.OfferOptions{ICERestart: true}))
 	if err != nil {
 		t.Fatalf("ICE restart offer: %v", err)
 	}
 	if iceUfrag(answer) == oldUfrag {
 		t.Fatal("server kept its ICE credentials across a restart")
 	}
-	setAnswer(t, pub.pc, answer)
-	n := len(sub.snapshot(webrtc.RTPCodecTypeVideo))
-	waitFor(t, "video after restart", func() bool {
-		seq = sendVideo(t, pub.video, seq, 5, 1, 5)
-		return len(sub.snapshot(webrtc.RTPCodecTypeVideo)) > n+20
-	})
+	setAnswer(t, st.pub.pc, answer)
+	n := st.sub.Count(webrtc.RTPCodecTypeVideo)
+	st.waitVideo(t, "video after restart", func() bool { return st.sub.Count(webrtc.RTPCodecTypeVideo) > n+20 })
 }
 
 func iceUfrag(sdp string) string {
@@ -298,52 +286,33 @@ func TestBadOffersAreRefusedWithAClearError(t *testing.T) {
 }
 
 func TestGarbageRTCPIsDroppedAndForwardingGoesOn(t *testing.T) {
-	s := newTestSFU(t)
-	room, _ := s.Room("r1", RoomOptions{})
-	_, sub := joinDynamic(t, room, "viewer", nil)
-	pubP, _ := room.Join(ParticipantOptions{ID: "camera"})
-	pub := newPublisher(t, pubP, nil, false)
-	seq := uint16(1)
-	waitFor(t, "video", func() bool {
-		seq = sendVideo(t, pub.video, seq, 5, 1, 5)
-		return len(sub.snapshot(webrtc.RTPCodecTypeVideo)) > 0
-	})
+	st := startStreaming(t, streamOptions{})
 	garbage := make([]byte, 1200)
 	for i := range garbage {
 		garbage[i] = byte(i * 7)
 	}
 	garbage[0] = 0x80 // version 2, so it passes the demultiplexer as RTCP
 	garbage[1] = 200
-	for _, pc := range []*webrtc.PeerConnection{sub.pc, pub.pc} {
+	for _, pc := range []*webrtc.PeerConnection{st.sub.pc, st.pub.pc} {
 		for range 20 {
 			raw := rtcp.RawPacket(garbage)
 			_ = pc.WriteRTCP([]rtcp.Packet{&raw})
 		}
 	}
-	n := len(sub.snapshot(webrtc.RTPCodecTypeVideo))
-	waitFor(t, "video after garbage RTCP", func() bool {
-		seq = sendVideo(t, pub.video, seq, 5, 1, 5)
-		return len(sub.snapshot(webrtc.RTPCodecTypeVideo)) > n+10
-	})
+	n := st.sub.Count(webrtc.RTPCodecTypeVideo)
+	st.waitVideo(t, "video after garbage RTCP", func() bool { return st.sub.Count(webrtc.RTPCodecTypeVideo) > n+10 })
+
 }
 
 func TestSilentPeerIsRemovedAndItsTracksFreed(t *testing.T) {
-	s := newTestSFU(t)
-	room, _ := s.Room("r1", RoomOptions{})
-	_, sub := joinDynamic(t, room, "viewer", nil)
-	pubP, _ := room.Join(ParticipantOptions{ID: "camera"})
 	raw, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn := &rtctest.VanishingConn{PacketConn: raw}
 	t.Cleanup(func() { _ = raw.Close() })
-	pub := newPublisherOn(t, pubP, rtctest.NewPeer(t, rtctest.Options{Conn: conn}), false)
-	seq := uint16(1)
-	waitFor(t, "video", func() bool {
-		seq = sendVideo(t, pub.video, seq, 5, 1, 5)
-		return len(sub.snapshot(webrtc.RTPCodecTypeVideo)) > 0
-	})
+	conn := &rtctest.VanishingConn{PacketConn: raw}
+	st := startStreaming(t, streamOptions{cameraPeer: rtctest.NewPeer(t, rtctest.Options{Conn: conn})})
+	room := st.room
 	conn.Gone.Store(true)
 	waitFor(t, "the silent publisher to be removed", func() bool {
 		return room.Participant("camera") == nil

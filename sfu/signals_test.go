@@ -15,17 +15,8 @@ import (
 )
 
 func TestTracksAddedAndRemovedLaterRenegotiate(t *testing.T) {
-	s := newTestSFU(t)
-	room, _ := s.Room("r1", RoomOptions{})
-	_, sub := joinDynamic(t, room, "viewer", nil)
-	pubP, _ := room.Join(ParticipantOptions{ID: "camera"})
-	pub := newPublisher(t, pubP, nil, false)
-	seq := uint16(1)
-	waitFor(t, "video", func() bool {
-		seq = sendVideo(t, pub.video, seq, 3, 1, 1)
-		return sub.Count(webrtc.RTPCodecTypeVideo) > 0
-	})
-
+	st := startStreaming(t, streamOptions{})
+	pub, pubP, sub := st.pub, st.camera, st.sub
 	// The publisher adds a microphone: a new offer on its connection, and
 	// a server offer with the new track for the viewer.
 	audio, _ := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus}, "mic", "cam")
@@ -117,17 +108,9 @@ func TestActiveSpeakerFromAudioLevel(t *testing.T) {
 }
 
 func TestCongestionFeedbackAndEstimate(t *testing.T) {
-	s := newTestSFU(t)
-	room, _ := s.Room("r1", RoomOptions{})
-	viewer, sub := joinDynamic(t, room, "viewer", nil)
-	pubP, _ := room.Join(ParticipantOptions{ID: "camera"})
-	pub := newPublisher(t, pubP, nil, false)
-
-	seq := uint16(1)
-	waitFor(t, "TWCC feedback at the publisher and video at the viewer", func() bool {
-		seq = sendVideo(t, pub.video, seq, 3, 2, 1)
-		return pub.twcc.Load() && sub.Count(webrtc.RTPCodecTypeVideo) > 0
-	})
+	st := startStreaming(t, streamOptions{})
+	viewer, sub := st.viewer, st.sub
+	st.waitVideo(t, "TWCC feedback at the publisher", st.pub.twcc.Load)
 	// What the viewer receives is numbered for its transport-wide
 	// feedback, which feeds the viewer's own estimate on the server.
 	var twccID uint8
@@ -151,16 +134,8 @@ func TestCongestionFeedbackAndEstimate(t *testing.T) {
 }
 
 func TestICETCPWhenUDPIsBlocked(t *testing.T) {
-	s := newTestSFU(t)
-	room, _ := s.Room("r1", RoomOptions{})
-	_, sub := joinDynamic(t, room, "viewer", nil)
-	pubP, _ := room.Join(ParticipantOptions{ID: "camera"})
-	pub := newPublisherOn(t, pubP, rtctest.NewPeer(t, rtctest.Options{TCPOnly: true}), false)
-	seq := uint16(1)
-	waitFor(t, "video published over ICE-TCP", func() bool {
-		seq = sendVideo(t, pub.video, seq, 3, 1, 1)
-		return sub.Count(webrtc.RTPCodecTypeVideo) > 0
-	})
+	st := startStreaming(t, streamOptions{cameraPeer: rtctest.NewPeer(t, rtctest.Options{TCPOnly: true})})
+	pub := st.pub
 	pair, err := pub.pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
 	if err != nil || pair == nil || pair.Local.Protocol != webrtc.ICEProtocolTCP {
 		t.Fatalf("selected pair %v (%v) is not TCP", pair, err)
@@ -168,16 +143,8 @@ func TestICETCPWhenUDPIsBlocked(t *testing.T) {
 }
 
 func TestSubscribersGetSenderReports(t *testing.T) {
-	s := newTestSFU(t)
-	room, _ := s.Room("r1", RoomOptions{})
-	viewer, sub := joinDynamic(t, room, "viewer", nil)
-	pubP, _ := room.Join(ParticipantOptions{ID: "camera"})
-	pub := newPublisher(t, pubP, nil, false)
-	seq := uint16(1)
-	waitFor(t, "video", func() bool {
-		seq = sendVideo(t, pub.video, seq, 3, 1, 1)
-		return sub.Count(webrtc.RTPCodecTypeVideo) > 0
-	})
+	st := startStreaming(t, streamOptions{})
+	viewer, sub, pub, seq := st.viewer, st.sub, st.pub, st.seq
 	var receiver *webrtc.RTPReceiver
 	for _, tr := range sub.pc.GetTransceivers() {
 		if tr.Kind() == webrtc.RTPCodecTypeVideo {
