@@ -359,3 +359,89 @@ func TestSignedEntries(t *testing.T) {
 		})
 	}
 }
+
+// TestAgentNoAnswer: with on_no_answer = "requeue", a ring that times out
+// puts the call back in the queue and rings the next agent; the agent who
+// missed it is set away. When every ring is missed the call ends with
+// resultCode 5 after max_ring_attempts.
+func TestAgentNoAnswer(t *testing.T) {
+	reason := func(want string) func(msg) bool {
+		return func(m msg) bool {
+			var d struct {
+				Reason string `json:"reason"`
+			}
+			decode(t, m.Data, &d)
+			return d.Reason == want
+		}
+	}
+
+	t.Run("the next agent answers", func(t *testing.T) {
+		f := newFlow(t, options{callcenter: `
+ring_timeout = "300ms"
+on_no_answer = "requeue"
+max_ring_attempts = 3
+away_after_missed = 1
+`})
+		// Ann logged in first, so she is the longest idle and rung first.
+		bob := f.s.createAgent(f.ten.ID, "bob")
+		bobConsole := f.s.agent(bob)
+		cust, _ := f.s.customer(entry(f.ten.Key, "crm-n", "biz-n", 1))
+		call := cust.place()
+
+		f.agent.push("call.ringing", forCall(call.CallID))
+		f.agent.pushesAnyOrder(map[string]func(msg) bool{
+			"call.ring_ended": reason("timeout"),
+			"agent.status": func(m msg) bool {
+				var d struct {
+					AgentID int64  `json:"agentId"`
+					Status  string `json:"status"`
+				}
+				decode(t, m.Data, &d)
+				return d.AgentID == f.ag.ID && d.Status == "away"
+			},
+		})
+		cust.push("call.queued", reason("no_answer"))
+		bobConsole.push("call.ringing", forCall(call.CallID))
+		bobConsole.mustReply("call.answer", map[string]int64{"callId": call.CallID})
+		var conn struct {
+			AgentID int64 `json:"agentId"`
+		}
+		decode(t, cust.push("call.connected", forCall(call.CallID)).Data, &conn)
+		if conn.AgentID != bob.ID {
+			t.Fatalf("connected to agent %d, want %d", conn.AgentID, bob.ID)
+		}
+		cust.mustReply("call.hangup", map[string]int64{"callId": call.CallID})
+		if e := cust.ended(call.CallID); e.ResultCode != 4 {
+			t.Fatalf("resultCode %d", e.ResultCode)
+		}
+		if rec := f.s.call(call.CallID); rec.ResultCode != 4 || rec.AgentID != bob.ID {
+			t.Fatalf("call record %+v", rec)
+		}
+		h := f.rc.accepted(t, "call.ended", call.CallID)
+		checkWebhook(t, h, f.ten, 4, "biz-n", true, bob.ID)
+	})
+
+	t.Run("every ring missed", func(t *testing.T) {
+		f := newFlow(t, options{callcenter: `
+ring_timeout = "300ms"
+on_no_answer = "requeue"
+max_ring_attempts = 2
+away_after_missed = 0
+`})
+		cust, _ := f.s.customer(entry(f.ten.Key, "crm-m", "biz-m", 1))
+		call := cust.place()
+		for range 2 {
+			f.agent.push("call.ringing", forCall(call.CallID))
+			cust.push("call.ringing", forCall(call.CallID))
+			f.agent.push("call.ring_ended", forCall(call.CallID))
+		}
+		e := cust.ended(call.CallID)
+		if e.ResultCode != 5 || e.NavigateType != 3 {
+			t.Fatalf("call.ended %+v, want resultCode 5 and navigateType 3", e)
+		}
+		if rec := f.s.call(call.CallID); rec.ResultCode != 5 {
+			t.Fatalf("resultCode %d", rec.ResultCode)
+		}
+		checkWebhook(t, f.rc.accepted(t, "call.ended", call.CallID), f.ten, 5, "biz-m", true, f.ag.ID)
+	})
+}

@@ -478,6 +478,32 @@ func (c *client) push(typ string, match func(msg) bool) msg {
 	}
 }
 
+// pushesAnyOrder waits until a push of each type in want has arrived
+// that satisfies its match (nil matches all), in whatever order the server
+// sends them, dropping the others.
+func (c *client) pushesAnyOrder(want map[string]func(msg) bool) {
+	c.t.Helper()
+	timeout := time.After(wait)
+	for len(want) > 0 {
+		select {
+		case m := <-c.pushes:
+			if match, ok := want[m.Type]; ok && (match == nil || match(m)) {
+				delete(want, m.Type)
+			}
+		case <-timeout:
+			c.t.Fatalf("pushes not received: %v", keys(want))
+		}
+	}
+}
+
+func keys(m map[string]func(msg) bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
 // closed waits for the socket to end and returns its close code.
 func (c *client) closed() int {
 	c.t.Helper()
