@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/avs/avs/internal/rtctest"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -163,8 +164,7 @@ func testNACKRecovery(t *testing.T, downstream, upstream func(uint16) bool, want
 	// Retransmissions arrive late, so check completeness, not order. Loss
 	// is only seen when a later packet arrives, so the stream goes on (with
 	// frames outside the checked run) meanwhile. About 30 packets of the
-	// 300 are lost once; all but at most 3 must be repaired. (A residue of a
-	// packet or two is sometimes left unrepaired: see docs/BENCHMARKS.md.)
+	// 300 are lost once; every one must be repaired.
 	seenCount := func() int {
 		seen := map[[2]int]bool{}
 		for _, p := range sub.snapshot(webrtc.RTPCodecTypeVideo)[before:] {
@@ -176,14 +176,14 @@ func testNACKRecovery(t *testing.T, downstream, upstream func(uint16) bool, want
 	}
 	trailer := 1000
 	next := seq + 300
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(rtctest.Timeout)
 	for seenCount() < 300 && time.Now().Before(deadline) {
 		_ = pub.video.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: next, Timestamp: uint32(next) * 1000}, Payload: vp8Payload(false, trailer, 0)})
 		next++
 		trailer++
 		time.Sleep(20 * time.Millisecond)
 	}
-	if n := seenCount(); n < 297 {
+	if n := seenCount(); n < 300 {
 		t.Fatalf("only %d of 300 packets arrived despite NACKs", n)
 	}
 	if wantCacheAnswers && s.metrics.retransmits.Load() == 0 {
