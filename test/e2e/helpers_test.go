@@ -128,12 +128,16 @@ func bootText(t *testing.T, text string) *server {
 
 // shutdown stops the server as SIGTERM does. Tests end their calls first,
 // so the drain does not wait; the bound only matters when a test failed.
-func (s *server) shutdown() {
+func (s *server) shutdown() { s.shutdownWithin(3 * time.Second) }
+
+// shutdownWithin stops the server, letting running calls go on for at most
+// drain.
+func (s *server) shutdownWithin(drain time.Duration) {
 	if s.down {
 		return
 	}
 	s.down = true
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	s.app.Shutdown(ctx)
 	s.client.CloseIdleConnections()

@@ -5,6 +5,9 @@ import (
 	"net/http"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // Fast retries, and enough of them that a delivery never goes dead here.
@@ -128,5 +131,58 @@ func TestWebhookSurvivesRestart(t *testing.T) {
 				t.Fatalf("call record after the restart %+v", rec)
 			}
 		})
+	}
+}
+
+// TestCallsCutByARestartAreClosed stops the server with a call connected,
+// one ringing and one queued. Every socket is closed with 1001; the next
+// server closes the three records with the result each call really had
+// and sends their webhooks.
+func TestCallsCutByARestartAreClosed(t *testing.T) {
+	rc := newReceiver(t, nil)
+	s := boot(t, options{webhook: fastWebhooks})
+	ten := s.createTenant("acme", rc.srv.URL, surveySettings)
+	ann, cid := s.createAgent(ten.ID, "ann"), s.createAgent(ten.ID, "cid")
+	answering := s.agent(ann)
+	later := s.agent(cid)
+	later.mustReply("agent.status", map[string]string{"status": "away"})
+
+	c1, _ := s.customer(entry(ten.Key, "crm-1", "biz-1", 1))
+	connected := c1.place()
+	answering.push("call.ringing", forCall(connected.CallID))
+	answering.mustReply("call.answer", map[string]int64{"callId": connected.CallID})
+	c1.push("call.connected", forCall(connected.CallID))
+
+	c2, _ := s.customer(entry(ten.Key, "crm-2", "biz-2", 1))
+	ringing := c2.place()
+	c3, _ := s.customer(entry(ten.Key, "crm-3", "biz-3", 1))
+	queued := c3.place()
+	// Cid comes back and is rung for the call at the head of the queue.
+	later.mustReply("agent.status", map[string]string{"status": "online"})
+	later.push("call.ringing", forCall(ringing.CallID))
+	c3.push("queue.position", func(m msg) bool {
+		var d positionData
+		decode(t, m.Data, &d)
+		return d.CallID == queued.CallID && d.Position == 1
+	})
+
+	// The drain bound is short: the calls would go on for minutes.
+	s.shutdownWithin(100 * time.Millisecond)
+	for _, c := range []*client{c1, c2, c3, answering, later} {
+		if code := c.closed(); code != websocket.CloseGoingAway {
+			t.Fatalf("socket closed with %d at shutdown, want 1001", code)
+		}
+	}
+	s = s.restart()
+	for _, tt := range []struct {
+		call int64
+		want int
+		biz  string
+	}{{connected.CallID, 4, "biz-1"}, {ringing.CallID, 5, "biz-2"}, {queued.CallID, 2, "biz-3"}} {
+		if rec := s.call(tt.call); rec.State != "ended" || rec.ResultCode != tt.want {
+			t.Errorf("call %d after the restart: %+v, want ended with resultCode %d", tt.call, rec, tt.want)
+			continue
+		}
+		checkWebhook(t, rc.accepted(t, "call.ended", tt.call), ten, tt.want, tt.biz, tt.want != 2, map[int]int64{4: ann.ID, 5: cid.ID}[tt.want])
 	}
 }
