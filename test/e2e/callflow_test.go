@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -243,9 +244,23 @@ func checkWebhook(t *testing.T, h hook, ten tenant, resultCode int, bizID string
 		if _, err := time.Parse(time.RFC3339, s); err != nil {
 			t.Errorf("videoCall.%s = %#v: %v", k, vc[k], err)
 		}
+		// In the tenant's time zone (surveySettings: Asia/Shanghai).
+		if !strings.HasSuffix(s, "+08:00") {
+			t.Errorf("videoCall.%s = %q, want the tenant's offset +08:00", k, s)
+		}
 	}
 	if phones, _ := cu["cellphones"].([]any); len(phones) != 1 || phones[0].(map[string]any)["content"] != "13312223333" {
 		t.Errorf("customer.cellphones %v", cu["cellphones"])
+	}
+	orgs, _ := body["organizations"].([]any)
+	if len(orgs) != 1 {
+		t.Errorf("organizations %v, want the customer's one", body["organizations"])
+	} else {
+		org, _ := orgs[0].(map[string]any)
+		has("organizations[0]", org, "id", "name")
+		if org["id"] != float64(7) {
+			t.Errorf("organizations[0].id %v, want 7", org["id"])
+		}
 	}
 	ag, _ := body["agent"].(map[string]any)
 	switch {
@@ -257,6 +272,10 @@ func checkWebhook(t *testing.T, h hook, ten tenant, resultCode int, bizID string
 		has("agent", ag, "id", "nick_name", "avatar", "user_group_ids", "work_id", "duty", "is_admin", "departments")
 		if ag["id"] != float64(agentID) {
 			t.Errorf("webhook agent id %v, want %d", ag["id"], agentID)
+		}
+		deps, _ := ag["departments"].([]any)
+		if len(deps) != 1 || deps[0].(map[string]any)["name"] != "HQ" {
+			t.Errorf("agent departments %v, want HQ", ag["departments"])
 		}
 	}
 	if t.Failed() {

@@ -593,7 +593,8 @@ func entry(key, customerToken, bizID string, callTimes int) map[string]any {
 	return map[string]any{
 		"miniSdkToken": key,
 		"customerInfo": map[string]any{"nickName": "Customer " + customerToken, "customerToken": customerToken,
-			"telephones": []map[string]any{{"id": nil, "content": "13312223333"}}},
+			"telephones":      []map[string]any{{"id": nil, "content": "13312223333"}},
+			"organizationIds": []int64{7}},
 		"bizId": bizID, "callTimes": callTimes, "envVersion": "trial",
 		"commonNavigate": map[string]any{"path": "pages/index/index"},
 	}
