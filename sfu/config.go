@@ -47,7 +47,7 @@ func DefaultConfig() Config {
 		PLIInterval:             500 * time.Millisecond,
 		MaxTracksPerParticipant: 8,
 		MaxParticipantsPerRoom:  16,
-		VideoCacheSize:          512,
+		VideoCacheSize:          256,
 		AudioCacheSize:          64,
 		ICEDisconnectedTimeout:  5 * time.Second,
 		ICEFailedTimeout:        25 * time.Second,

@@ -171,9 +171,11 @@ func (c Config) Validate() error {
 	if err := c.Server.validate(); err != nil {
 		return err
 	}
-	for _, v := range []interface{ Validate() error }{
-		c.SFU, c.WHIP, c.TURN, c.Signaling, c.CallCenter, c.Store, c.Webhook, c.Admin,
-	} {
+	sections := []interface{ Validate() error }{c.SFU, c.WHIP, c.Signaling, c.CallCenter, c.Store, c.Webhook, c.Admin}
+	if c.TURN.Enabled {
+		sections = append(sections, c.TURN) // a disabled TURN server needs no secret
+	}
+	for _, v := range sections {
 		if err := v.Validate(); err != nil {
 			return err
 		}

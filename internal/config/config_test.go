@@ -38,6 +38,7 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 		{"bad level", "[server]\nlog_level = \"loud\"\n", "server.log_level"},
 		{"bad codec", "[sfu]\nvideo_codecs = [\"AV2\"]\n", "sfu.video_codecs"},
 		{"syntax", "[sfu\n", "line 2"},
+		{"enabled TURN without secret", "[turn]\nenabled = true\n", "turn.auth_secret"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -75,5 +76,11 @@ func TestDefaultsStartWithARandomTURNSecret(t *testing.T) {
 	b, _ := Load("", func(string) string { return "" })
 	if !a.GeneratedTURNSecret || a.TURN.AuthSecret == "" || a.TURN.AuthSecret == b.TURN.AuthSecret {
 		t.Fatal("defaults must get a fresh random TURN secret")
+	}
+}
+
+func TestDisabledTURNNeedsNoSecret(t *testing.T) {
+	if _, err := Parse("[turn]\nenabled = false\n"); err != nil {
+		t.Fatal(err)
 	}
 }
