@@ -207,7 +207,6 @@ func (p *Participant) subscribe(pub *Publication) {
 	}
 	pc := p.sub
 	dt := newDownTrack(pub.kind, pub.id, pub.owner.id)
-	dt.source = pub
 	tr, err := pc.AddTransceiverFromTrack(dt, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 	if err != nil {
 		p.mu.Unlock()
@@ -217,7 +216,7 @@ func (p *Participant) subscribe(pub *Publication) {
 	p.downTracks[pub] = dt
 	p.senders[dt] = tr.Sender()
 	p.mu.Unlock()
-	dt.source = nil
+	// Before the offer, so that Bind sees the source's codec.
 	dt.setSource(pub)
 	p.startSenderRTCP(tr.Sender(), dt)
 	p.negotiate()

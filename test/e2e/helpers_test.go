@@ -317,6 +317,7 @@ type client struct {
 	offers  chan msg // media.offer pushes, when a media responder takes them
 	idless  chan msg // errors the server could not tie to a request
 	done    chan struct{}
+	quit    chan struct{} // closed at the end of the test: stop queueing
 	mediaOn bool
 }
 
@@ -329,9 +330,10 @@ func dial(t *testing.T, url string) *client {
 	}
 	_ = resp.Body.Close()
 	c := &client{t: t, ws: ws, waiting: map[string]chan msg{}, pushes: make(chan msg, 4096),
-		offers: make(chan msg, 64), idless: make(chan msg, 256), done: make(chan struct{})}
+		offers: make(chan msg, 64), idless: make(chan msg, 256), done: make(chan struct{}), quit: make(chan struct{})}
 	go c.readLoop()
 	t.Cleanup(func() {
+		close(c.quit)
 		_ = ws.Close()
 		<-c.done
 	})
@@ -367,9 +369,9 @@ func (c *client) readLoop() {
 			}
 			c.mu.Unlock()
 			if ch != nil {
-				ch <- m
+				ch <- m // buffered, and only one answer per id
 			} else {
-				c.idless <- m
+				c.queue(c.idless, m)
 			}
 		default:
 			c.mu.Lock()
@@ -377,11 +379,20 @@ func (c *client) readLoop() {
 			media := c.mediaOn
 			c.mu.Unlock()
 			if media && m.Type == "media.offer" {
-				c.offers <- m
+				c.queue(c.offers, m)
 				continue
 			}
-			c.pushes <- m
+			c.queue(c.pushes, m)
 		}
+	}
+}
+
+// queue hands m to the test; a full queue holds the reader back (and so
+// the server, as a slow client would) until the test ends.
+func (c *client) queue(ch chan msg, m msg) {
+	select {
+	case ch <- m:
+	case <-c.quit:
 	}
 }
 
