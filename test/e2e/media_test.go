@@ -21,8 +21,7 @@ type party struct {
 	got      *rtctest.Collector
 	stop     chan struct{}
 	wg       sync.WaitGroup
-	// ending is set once the test hangs up: the server closes the media
-	// session then, so an offer it sent just before may not be answerable.
+	// ending is set once the test hangs up the call.
 	ending atomic.Bool
 }
 
@@ -105,9 +104,17 @@ func (p *party) answer(t *testing.T, c *client) {
 				t.Errorf("server offer: %v", err)
 				return
 			}
+			// fail reports an error unless the call is ending: then the
+			// server closes the media session (and its DTLS close closes
+			// sub here), so a last offer may find either side gone.
+			fail := func(format string, args ...any) {
+				if !p.ending.Load() {
+					t.Errorf(format, args...)
+				}
+			}
 			sdp, err := rtctest.Answer(t, p.sub, offer.SDP)
 			if err != nil {
-				t.Errorf("answering the server's offer: %v", err)
+				fail("answering the server's offer: %v", err)
 				return
 			}
 			r, err := c.request("media.answer", map[string]string{"sdp": sdp})
@@ -115,14 +122,12 @@ func (p *party) answer(t *testing.T, c *client) {
 				select {
 				case <-c.done: // the socket went away meanwhile
 				default:
-					t.Errorf("media.answer: %v", err)
+					fail("media.answer: %v", err)
 				}
 				return
 			}
 			if r.Type != "reply" {
-				if !p.ending.Load() {
-					t.Errorf("media.answer: %+v", r.Error)
-				}
+				fail("media.answer: %+v", r.Error)
 				return
 			}
 		}
