@@ -85,8 +85,6 @@ udp_listen = "127.0.0.1:0"
 tcp_listen = ""
 [turn]
 enabled = false
-# A disabled TURN section is still validated and needs a secret.
-auth_secret = "e2e-turn-secret"
 [whip]
 enabled = false
 [signaling]
