@@ -191,3 +191,75 @@ func TestResumeInCall(t *testing.T) {
 		t.Fatalf("resultCode %d", rec.ResultCode)
 	}
 }
+
+// TestResumeLimits covers the ends of a session: pushes beyond the resume
+// buffer are reported as a gap, a session not resumed within its grace
+// ends its call, and session.close ends it at once.
+func TestResumeLimits(t *testing.T) {
+	t.Run("gap beyond the resume buffer", func(t *testing.T) {
+		f := newFlow(t, options{signaling: "resume_buffer = 4"})
+		cust, auth := f.s.customer(entry(f.ten.Key, "crm-g", "biz-g", 1))
+		call := cust.place()
+		f.agent.push("call.ringing", forCall(call.CallID))
+		f.agent.mustReply("call.answer", map[string]int64{"callId": call.CallID})
+		cust.push("call.connected", forCall(call.CallID))
+		seen := cust.seq()
+		cust.drop()
+		const n = 10
+		for i := range n {
+			f.agent.mustReply("chat.send", map[string]any{"callId": call.CallID, "text": fmt.Sprintf("message %d", i)})
+		}
+		again := dial(t, f.s.ws)
+		var rr struct {
+			Replayed int  `json:"replayed"`
+			Gap      bool `json:"gap"`
+		}
+		m := again.mustReply("session.resume", map[string]any{"resumeToken": auth.Session.ResumeToken, "lastSeq": seen})
+		decode(t, m.Data, &rr)
+		if !rr.Gap || rr.Replayed > 4 {
+			t.Fatalf("resume after %d pushes with a buffer of 4: %s", n, m.Data)
+		}
+		// What the gap lost is in the history.
+		var page struct {
+			Messages []struct {
+				Body string `json:"body"`
+			} `json:"messages"`
+		}
+		decode(t, again.mustReply("chat.history", nil).Data, &page)
+		if len(page.Messages) != n || page.Messages[0].Body != fmt.Sprintf("message %d", n-1) {
+			t.Fatalf("history after the gap: %+v", page.Messages)
+		}
+		again.mustReply("call.hangup", map[string]int64{"callId": call.CallID})
+		again.ended(call.CallID)
+	})
+
+	t.Run("grace over ends the queued call", func(t *testing.T) {
+		f := newFlow(t, options{signaling: `resume_grace = "500ms"`})
+		f.setAgentStatus(t, "away")
+		cust, auth := f.s.customer(entry(f.ten.Key, "crm-e", "biz-e", 1))
+		call := cust.place()
+		cust.drop()
+		eventually(t, "the abandoned call ended", func() bool { return f.s.call(call.CallID).State == "ended" })
+		if rec := f.s.call(call.CallID); rec.ResultCode != 1 {
+			t.Fatalf("resultCode %d, want 1", rec.ResultCode)
+		}
+		dial(t, f.s.ws).mustError("session.resume", map[string]any{"resumeToken": auth.Session.ResumeToken, "lastSeq": 0}, "resume_failed")
+		f.rc.accepted(t, "call.ended", call.CallID)
+	})
+
+	t.Run("session.close leaves at once", func(t *testing.T) {
+		f := newFlow(t, options{})
+		f.setAgentStatus(t, "away")
+		cust, auth := f.s.customer(entry(f.ten.Key, "crm-x", "biz-x", 1))
+		call := cust.place()
+		cust.mustReply("session.close", nil)
+		if code := cust.closed(); code != 1000 {
+			t.Fatalf("close code %d, want 1000", code)
+		}
+		eventually(t, "the call ended", func() bool { return f.s.call(call.CallID).State == "ended" })
+		if rec := f.s.call(call.CallID); rec.ResultCode != 1 {
+			t.Fatalf("resultCode %d, want 1", rec.ResultCode)
+		}
+		dial(t, f.s.ws).mustError("session.resume", map[string]any{"resumeToken": auth.Session.ResumeToken, "lastSeq": 0}, "resume_failed")
+	})
+}
