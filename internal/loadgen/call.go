@@ -89,10 +89,18 @@ func (c *call) playerReady(p *participant) {
 	})
 }
 
-func (c *call) watch(pc *webrtc.PeerConnection, what string) {
+// watch follows pc's state; onConnected, if not nil, runs when it first
+// connects.
+func (c *call) watch(pc *webrtc.PeerConnection, what string, onConnected func()) {
+	var once sync.Once
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 		c.r.log.Debug("peer state", "call", c.index, "peer", what, "state", s, "since_placed", time.Since(c.placed))
-		if s == webrtc.PeerConnectionStateFailed {
+		switch s {
+		case webrtc.PeerConnectionStateConnected:
+			if onConnected != nil {
+				once.Do(onConnected)
+			}
+		case webrtc.PeerConnectionStateFailed:
 			c.failed.Store(true)
 		}
 	})
@@ -105,31 +113,61 @@ func (c *call) publish(ctx context.Context, p *participant, room string) error {
 		return err
 	}
 	p.pub = pc
-	c.watch(pc, "publish "+room)
+	// Media starts when DTLS is up, as in a browser: frames written before
+	// are dropped by pion, and a keyframe the server asked for early would
+	// be lost with them, leaving the player to wait for the next one.
+	c.watch(pc, "publish "+room, func() {
+		for _, tr := range pc.GetTransceivers() {
+			mid := tr.Mid()
+			for _, s := range p.senders {
+				if s.kind == tr.Kind() {
+					s.mid.Store(&mid)
+				}
+			}
+		}
+		for _, s := range p.senders {
+			r.pacer.Add(s)
+		}
+	})
+	if err := c.addSenders(p, pc); err != nil {
+		return err
+	}
+	sess, err := r.dialer.Dial(ctx, RolePublish, room, pc)
+	if err != nil {
+		return err
+	}
+	r.log.Debug("negotiated", "call", c.index, "peer", "publish "+room, "since_placed", time.Since(c.placed))
+	p.pubSess = sess
+	for _, tr := range pc.GetTransceivers() {
+		if tr.Sender() != nil {
+			c.readFeedback(tr.Sender(), p.senders, tr.Kind())
+		}
+	}
+	return nil
+}
+
+// addSenders gives the publishing peer its audio track and its video
+// track with one encoding per layer.
+func (c *call) addSenders(p *participant, pc *webrtc.PeerConnection) error {
+	r := c.r
 	stream := fmt.Sprintf("call%d-%s", c.index, p.name)
 	seed := uint32(c.index * 16) // room for eight streams per side
 	if p.name == "b" {
 		seed += 8
 	}
+	sendonly := webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}
 	audio := newSender("audio", stream, "", webrtc.RTPCodecTypeAudio, r.audio, &p.audioSent, &r.counters, r.epoch, seed)
-	if _, err := pc.AddTransceiverFromTrack(audio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+	if _, err := pc.AddTransceiverFromTrack(audio, sendonly); err != nil {
 		return fmt.Errorf("add audio track: %w", err)
 	}
-	if r.cfg.TWCC {
-		audio.twccSeq = &p.twccSeq
-	}
 	p.senders = append(p.senders, audio)
-	var video []*sender
 	if !r.cfg.VoiceOnly {
+		var video []*sender
 		for i, layer := range r.video {
-			s := newSender("video", stream, layer.rid, webrtc.RTPCodecTypeVideo, layer.clip,
-				&p.videoSent, &r.counters, r.epoch, seed+1+uint32(i))
-			if r.cfg.TWCC {
-				s.twccSeq = &p.twccSeq
-			}
-			video = append(video, s)
+			video = append(video, newSender("video", stream, layer.rid, webrtc.RTPCodecTypeVideo, layer.clip,
+				&p.videoSent, &r.counters, r.epoch, seed+1+uint32(i)))
 		}
-		tr, err := pc.AddTransceiverFromTrack(video[0], webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		tr, err := pc.AddTransceiverFromTrack(video[0], sendonly)
 		if err != nil {
 			return fmt.Errorf("add video track: %w", err)
 		}
@@ -140,25 +178,10 @@ func (c *call) publish(ctx context.Context, p *participant, room string) error {
 		}
 		p.senders = append(p.senders, video...)
 	}
-	sess, err := r.dialer.Dial(ctx, RolePublish, room, pc)
-	if err != nil {
-		return err
-	}
-	r.log.Debug("negotiated", "call", c.index, "peer", "publish "+room, "since_placed", time.Since(c.placed))
-	p.pubSess = sess
-	for _, tr := range pc.GetTransceivers() {
-		mid := tr.Mid()
+	if r.cfg.TWCC {
 		for _, s := range p.senders {
-			if s.kind == tr.Kind() {
-				s.mid.Store(&mid)
-			}
+			s.twccSeq = &p.twccSeq
 		}
-		if tr.Sender() != nil {
-			c.readFeedback(tr.Sender(), p.senders, tr.Kind())
-		}
-	}
-	for _, s := range p.senders {
-		r.pacer.Add(s)
 	}
 	return nil
 }
@@ -212,7 +235,7 @@ func (c *call) play(ctx context.Context, p *participant, room string, from *part
 		return err
 	}
 	p.play = pc
-	c.watch(pc, "play "+room)
+	c.watch(pc, "play "+room, nil)
 	recvonly := webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}
 	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, recvonly); err != nil {
 		return fmt.Errorf("add audio receiver: %w", err)
