@@ -19,10 +19,11 @@ import (
 // layerOf reads the layer marker the simulcast test puts after the VP8 test payload header.
 func layerOf(p *rtp.Packet) int { return int(p.Payload[5]) }
 
-func TestSimulcastLayerSwitchOnKeyframe(t *testing.T) {
-	s := newTestSFU(t)
-	room, _ := s.Room("r1", RoomOptions{})
-	viewer, sub := joinDynamic(t, room, "viewer", nil)
+// simulcastCamera publishes three VP8 layers (q, h, f) into room as
+// "camera", each packet marked with its layer, and answers keyframe
+// requests. It returns the function that sends one frame on every layer.
+func simulcastCamera(t *testing.T, room *Room) func() {
+	t.Helper()
 	pubP, _ := room.Join(ParticipantOptions{ID: "camera"})
 
 	pc := newClientPC(t, nil)
@@ -101,6 +102,15 @@ func TestSimulcastLayerSwitchOnKeyframe(t *testing.T) {
 		frame++
 		time.Sleep(3 * time.Millisecond)
 	}
+	return sendFrame
+}
+
+func TestSimulcastLayerSwitchOnKeyframe(t *testing.T) {
+	// An estimate that carries every layer, so the request alone decides.
+	s := newTestSFU(t, func(c *Config) { c.InitialBitrate, c.MaxBitrate = 20_000_000, 20_000_000 })
+	room, _ := s.Room("r1", RoomOptions{})
+	viewer, sub := joinDynamic(t, room, "viewer", nil)
+	sendFrame := simulcastCamera(t, room)
 	receivedLayer := func(want int) func() bool {
 		return func() bool {
 			sendFrame()
@@ -132,6 +142,20 @@ func TestSimulcastLayerSwitchOnKeyframe(t *testing.T) {
 	if switches < 2 {
 		t.Fatalf("saw %d layer switches, want at least 2", switches)
 	}
+}
+
+func TestSimulcastLayerFollowsBandwidthEstimate(t *testing.T) {
+	// A subscriber whose estimate cannot carry the upper layers (each sends
+	// about 1 Mbit/s here) is moved to the lowest one without asking.
+	s := newTestSFU(t, func(c *Config) { c.InitialBitrate, c.MaxBitrate = 100_000, 100_000 })
+	room, _ := s.Room("r1", RoomOptions{})
+	_, sub := joinDynamic(t, room, "viewer", nil)
+	sendFrame := simulcastCamera(t, room)
+	waitFor(t, "the low layer chosen by the estimate", func() bool {
+		sendFrame()
+		got := sub.snapshot(webrtc.RTPCodecTypeVideo)
+		return len(got) > 0 && layerOf(got[len(got)-1]) == 0
+	})
 }
 
 func TestVoiceOnly(t *testing.T) {
