@@ -151,8 +151,8 @@ type subscriber struct {
 	offers []string
 }
 
-func newSubscriberPC(t *testing.T, drop func(uint16) bool) *subscriber {
-	pc := newClientPC(t, drop)
+func newSubscriberPC(t *testing.T, o rtctest.Options) *subscriber {
+	pc := rtctest.NewPeer(t, o)
 	return &subscriber{pc: pc, Collector: rtctest.Collect(pc)}
 }
 
@@ -181,6 +181,12 @@ func joinDynamic(t *testing.T, r *Room, id string, drop func(uint16) bool) (*Par
 
 func joinDynamicWith(t *testing.T, r *Room, opts ParticipantOptions, drop func(uint16) bool) (*Participant, *subscriber) {
 	t.Helper()
+	return joinDynamicOn(t, r, opts, rtctest.Options{Drop: drop})
+}
+
+// joinDynamicOn is joinDynamicWith on a peer built from peer options.
+func joinDynamicOn(t *testing.T, r *Room, opts ParticipantOptions, peer rtctest.Options) (*Participant, *subscriber) {
+	t.Helper()
 	sig := testSignals{offers: make(chan string, 16)}
 	opts.Subscribe, opts.Signals = SubscribeDynamic, sig
 	id := opts.ID
@@ -188,7 +194,7 @@ func joinDynamicWith(t *testing.T, r *Room, opts ParticipantOptions, drop func(u
 	if err != nil {
 		t.Fatalf("join %s: %v", id, err)
 	}
-	sub := newSubscriberPC(t, drop)
+	sub := newSubscriberPC(t, peer)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)

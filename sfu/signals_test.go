@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -188,5 +189,42 @@ func TestSubscribersGetSenderReports(t *testing.T) {
 			}
 		}
 		return false
+	})
+}
+
+func TestServerRestartsICEWhenTheViewerDropsOff(t *testing.T) {
+	s := newTestSFU(t)
+	room, _ := s.Room("r1", RoomOptions{})
+	raw, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = raw.Close() })
+	conn := &rtctest.VanishingConn{PacketConn: raw}
+	_, sub := joinDynamicOn(t, room, ParticipantOptions{ID: "viewer"}, rtctest.Options{Conn: conn})
+	camera, _ := room.Join(ParticipantOptions{ID: "camera"})
+	pub := newPublisher(t, camera, nil, false)
+	seq := uint16(1)
+	waitFor(t, "video", func() bool {
+		seq = sendVideo(t, pub.video, seq, 3, 1, 1)
+		return sub.Count(webrtc.RTPCodecTypeVideo) > 0
+	})
+	sub.mu.Lock()
+	firstUfrag := iceUfrag(sub.offers[len(sub.offers)-1])
+	sub.mu.Unlock()
+
+	// The viewer's network goes away, as on a switch from Wi-Fi to 4G...
+	conn.Gone.Store(true)
+	waitFor(t, "a server offer that restarts ICE", func() bool {
+		sub.mu.Lock()
+		defer sub.mu.Unlock()
+		return iceUfrag(sub.offers[len(sub.offers)-1]) != firstUfrag
+	})
+	// ...and comes back; the restarted connection carries video again.
+	conn.Gone.Store(false)
+	n := sub.Count(webrtc.RTPCodecTypeVideo)
+	waitFor(t, "video after the restart", func() bool {
+		seq = sendVideo(t, pub.video, seq, 3, 1, 1)
+		return sub.Count(webrtc.RTPCodecTypeVideo) > n+10
 	})
 }
