@@ -175,6 +175,12 @@ func (s *Service) SetDraining(on bool) {
 	s.mu.Unlock()
 }
 
+// FlushNotifications waits until every event of the calls so far (a
+// call.ended at the end of a drain) has been handed to the Notifier.
+func (s *Service) FlushNotifications(ctx context.Context) error {
+	return s.notifier.flush(ctx)
+}
+
 // ActiveCalls returns how many calls are queued, ringing or connected.
 func (s *Service) ActiveCalls() int {
 	s.mu.Lock()
@@ -270,6 +276,9 @@ type notifyQueue struct {
 type notice struct {
 	to Party
 	ev Event
+	// flushed, when set, marks a flush point: closed once everything
+	// queued before it has been handed to the Notifier.
+	flushed chan struct{}
 }
 
 func newNotifyQueue(n Notifier) *notifyQueue {
@@ -281,7 +290,7 @@ func newNotifyQueue(n Notifier) *notifyQueue {
 func (q *notifyQueue) push(to Party, ev Event) {
 	q.mu.Lock()
 	if !q.closed {
-		q.items = append(q.items, notice{to, ev})
+		q.items = append(q.items, notice{to: to, ev: ev})
 	}
 	q.mu.Unlock()
 	select {
@@ -298,12 +307,38 @@ func (q *notifyQueue) run() {
 		q.items = nil
 		q.mu.Unlock()
 		for _, it := range items {
+			if it.flushed != nil {
+				close(it.flushed)
+				continue
+			}
 			q.n.Notify(it.to, it.ev)
 		}
 		if closed {
 			return
 		}
 		<-q.wake
+	}
+}
+
+// flush waits until everything queued so far has been delivered.
+func (q *notifyQueue) flush(ctx context.Context) error {
+	done := make(chan struct{})
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return nil
+	}
+	q.items = append(q.items, notice{flushed: done})
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

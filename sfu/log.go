@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"strings"
 
 	"github.com/pion/logging"
 )
@@ -27,9 +29,16 @@ type pionLogger struct{ log *slog.Logger }
 const levelTrace = slog.LevelDebug - 4
 
 func (l pionLogger) logf(level slog.Level, format string, args ...any) {
-	if l.log.Enabled(context.Background(), level) {
-		l.log.Log(context.Background(), level, fmt.Sprintf(format, args...))
+	if !l.log.Enabled(context.Background(), level) {
+		return
 	}
+	msg := fmt.Sprintf(format, args...)
+	// Sockets closed on purpose at shutdown make pion's readers report an
+	// error; it is the expected end, not a fault.
+	if level > slog.LevelDebug && strings.Contains(msg, net.ErrClosed.Error()) {
+		level = slog.LevelDebug
+	}
+	l.log.Log(context.Background(), level, msg)
 }
 
 func (l pionLogger) Trace(msg string)                  { l.logf(levelTrace, "%s", msg) }

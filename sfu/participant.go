@@ -293,6 +293,9 @@ func (p *Participant) Answer(answer string) error {
 		return fmt.Errorf("%w: %w", ErrBadSDP, err)
 	}
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		if p.ctx.Err() != nil {
+			return ErrClosed // an answer that crossed the participant's departure
+		}
 		return fmt.Errorf("%w: %w", ErrBadSDP, err)
 	}
 	p.mu.Lock()

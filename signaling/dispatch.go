@@ -11,6 +11,8 @@ import (
 // handle answers one request; it runs on the worker goroutine, so the
 // requests of a connection are answered in order.
 func (c *conn) handle(m inbound) {
+	c.srv.inFlight.Add(1)
+	defer c.srv.inFlight.Add(-1)
 	defer func() {
 		// A bug in a handler must cost one request, not the server.
 		if r := recover(); r != nil {

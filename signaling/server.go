@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,6 +53,7 @@ type Server struct {
 	parties  map[Party]map[*Session]struct{} // live sessions by party
 	idle     chan struct{}                   // closed and replaced when media sessions reach 0
 	inMedia  int
+	inFlight atomic.Int64 // requests being handled, whose reply is still to be sent
 }
 
 type handlerState struct {
@@ -302,8 +304,28 @@ wait:
 			break wait
 		}
 	}
+	// Every request gets its one reply: the last hang-up of a drain is
+	// still being handled when the media count reaches zero.
+	if waitErr == nil {
+		waitErr = srv.waitRequests(ctx)
+	}
 	srv.closeAll(websocket.CloseGoingAway, "server shutting down")
 	return waitErr
+}
+
+// waitRequests waits until no request is being handled. Requests are short
+// (bounded by request_timeout), so polling costs little and only on drain.
+func (srv *Server) waitRequests(ctx context.Context) error {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for srv.inFlight.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	return nil
 }
 
 // Close closes every socket with 1001, ends every session and waits for

@@ -260,9 +260,6 @@ func (a *App) Shutdown(ctx context.Context) {
 	a.whip.Drain()
 	a.sfu.Drain()
 	a.log.Info("draining", "calls", a.calls.ActiveCalls(), "whip_sessions", a.whip.Sessions())
-	if err := a.signaling.Shutdown(ctx); err != nil {
-		a.log.Warn("signaling drain ended early", "err", err)
-	}
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for a.calls.ActiveCalls() > 0 || a.whip.Sessions() > 0 {
@@ -273,6 +270,14 @@ func (a *App) Shutdown(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
+	}
+	// The calls are over; their last events (call.ended) go out before the
+	// sockets close, and so do the replies to the last requests.
+	if err := a.calls.FlushNotifications(ctx); err != nil {
+		a.log.Warn("drain limit reached before the last events went out", "err", err)
+	}
+	if err := a.signaling.Shutdown(ctx); err != nil {
+		a.log.Warn("signaling drain ended early", "err", err)
 	}
 	a.stop()
 }
