@@ -7,10 +7,12 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/interceptor/pkg/gcc"
 	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/logging"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
@@ -68,7 +70,8 @@ type apiSet struct {
 	log         *slog.Logger
 	mu          sync.Mutex
 	apis        map[string]*builtAPI
-	udpConn     net.PacketConn
+	udpMux      ice.UDPMux
+	udpAddr     *net.UDPAddr
 	tcpListener net.Listener
 }
 
@@ -80,20 +83,22 @@ type builtAPI struct {
 	estimator cc.BandwidthEstimator
 }
 
+// socketBuffer is the kernel buffer asked for on media sockets, so that a
+// burst of keyframes from many publishers is not dropped by the kernel.
+const socketBuffer = 4 << 20
+
 func newAPISet(cfg Config, log *slog.Logger) (*apiSet, error) {
-	udp, err := net.ListenPacket("udp", cfg.UDPListen)
-	if err != nil {
-		return nil, fmt.Errorf("sfu.udp_listen %s: %w", cfg.UDPListen, err)
-	}
-	s := &apiSet{cfg: cfg, log: log, apis: map[string]*builtAPI{}, udpConn: udp}
+	s := &apiSet{cfg: cfg, log: log, apis: map[string]*builtAPI{}}
 	loggerFactory := newPionLoggerFactory(log)
 	s.settings.LoggerFactory = loggerFactory
-	s.settings.SetICEUDPMux(webrtc.NewICEUDPMux(loggerFactory.NewLogger("udpmux"), udp))
+	if err := s.listenUDP(loggerFactory); err != nil {
+		return nil, err
+	}
 	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
 	if cfg.TCPListen != "" {
 		tcp, err := net.Listen("tcp", cfg.TCPListen)
 		if err != nil {
-			_ = udp.Close()
+			s.closeUDP()
 			return nil, fmt.Errorf("sfu.tcp_listen %s: %w", cfg.TCPListen, err)
 		}
 		s.tcpListener = tcp
@@ -101,7 +106,7 @@ func newAPISet(cfg Config, log *slog.Logger) (*apiSet, error) {
 		networks = append(networks, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
 	}
 	s.settings.SetNetworkTypes(networks)
-	if ip := udp.LocalAddr().(*net.UDPAddr).IP; ip.IsLoopback() {
+	if s.udpAddr.IP.IsLoopback() {
 		s.settings.SetIncludeLoopbackCandidate(true)
 	}
 	if len(cfg.PublicIPs) > 0 {
@@ -113,8 +118,44 @@ func newAPISet(cfg Config, log *slog.Logger) (*apiSet, error) {
 	return s, nil
 }
 
-// UDPAddr is where media arrives.
-func (s *apiSet) UDPAddr() *net.UDPAddr { return s.udpConn.LocalAddr().(*net.UDPAddr) }
+// listenUDP opens the media port. On a wildcard address with a fixed
+// port it opens one socket per local address (pion's multi mux), so that
+// replies leave from the address the client reached; otherwise one socket.
+func (s *apiSet) listenUDP(lf logging.LoggerFactory) error {
+	addr, err := net.ResolveUDPAddr("udp", s.cfg.UDPListen)
+	if err != nil {
+		return fmt.Errorf("sfu.udp_listen %s: %w", s.cfg.UDPListen, err)
+	}
+	if (addr.IP == nil || addr.IP.IsUnspecified()) && addr.Port != 0 {
+		mux, err := ice.NewMultiUDPMuxFromPort(addr.Port,
+			ice.UDPMuxFromPortWithLogger(lf.NewLogger("udpmux")),
+			ice.UDPMuxFromPortWithReadBufferSize(socketBuffer),
+			ice.UDPMuxFromPortWithWriteBufferSize(socketBuffer),
+			ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4, ice.NetworkTypeUDP6))
+		if err != nil {
+			return fmt.Errorf("sfu.udp_listen %s: %w", s.cfg.UDPListen, err)
+		}
+		s.udpMux, s.udpAddr = mux, &net.UDPAddr{IP: net.IPv4zero, Port: addr.Port}
+		s.settings.SetICEUDPMux(mux)
+		return nil
+	}
+	conn, err := net.ListenUDP("udp", addr)
+	if err != nil {
+		return fmt.Errorf("sfu.udp_listen %s: %w", s.cfg.UDPListen, err)
+	}
+	_ = conn.SetReadBuffer(socketBuffer)
+	_ = conn.SetWriteBuffer(socketBuffer)
+	mux := webrtc.NewICEUDPMux(lf.NewLogger("udpmux"), conn)
+	s.udpMux, s.udpAddr = mux, conn.LocalAddr().(*net.UDPAddr)
+	s.settings.SetICEUDPMux(mux)
+	return nil
+}
+
+func (s *apiSet) closeUDP() { _ = s.udpMux.Close() }
+
+// UDPAddr is where media arrives (the wildcard address with the port when
+// listening on every local address).
+func (s *apiSet) UDPAddr() *net.UDPAddr { return s.udpAddr }
 
 // TCPAddr is the ICE-TCP address, nil when disabled.
 func (s *apiSet) TCPAddr() net.Addr {
@@ -128,7 +169,7 @@ func (s *apiSet) close() {
 	if s.tcpListener != nil {
 		_ = s.tcpListener.Close()
 	}
-	_ = s.udpConn.Close()
+	s.closeUDP()
 }
 
 // newPeerConnection builds a PeerConnection that knows Opus and the given
