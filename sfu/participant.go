@@ -83,6 +83,10 @@ type Participant struct {
 	iceRestart   bool
 	closed       bool
 	closeOnce    sync.Once
+
+	// Scratch space of tick, which only the SFU's RTCP loop calls.
+	tickPubs       []*Publication
+	tickDownTracks []*DownTrack
 }
 
 func newParticipant(r *Room, opts ParticipantOptions) *Participant {

@@ -290,19 +290,21 @@ func (p *Participant) negotiate() {
 // every call, and each second receiver reports, sender reports, bitrates
 // and layer choice.
 func (p *Participant) tick(now time.Time, second bool) {
+	// The scratch slices belong to the one goroutine that calls tick.
 	p.mu.Lock()
-	pubs := make([]*Publication, 0, len(p.publications))
+	pubs := p.tickPubs[:0]
 	for _, pub := range p.publications {
 		pubs = append(pubs, pub)
 	}
+	p.tickPubs = pubs
 	pubPC, subPC, est := p.pub, p.sub, p.estimator
-	var dts []*DownTrack
+	dts := p.tickDownTracks[:0]
 	if second {
-		dts = make([]*DownTrack, 0, len(p.downTracks)+len(p.slots))
 		for _, dt := range p.downTracks {
 			dts = append(dts, dt)
 		}
 		dts = append(dts, p.slots...)
+		p.tickDownTracks = dts
 	}
 	p.mu.Unlock()
 

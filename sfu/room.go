@@ -80,11 +80,6 @@ func (r *Room) Join(opts ParticipantOptions) (*Participant, error) {
 	r.mu.Unlock()
 
 	r.sfu.metrics.participantsJoined.Add(1)
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		r.sfu.runParticipantTicker(p)
-	}()
 	if opts.Subscribe == SubscribeDynamic {
 		for _, pub := range pubs {
 			if pub.owner != p {

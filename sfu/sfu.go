@@ -85,8 +85,9 @@ func New(p Params) (*SFU, error) {
 			return nil, fmt.Errorf("register sfu metrics: %w", err)
 		}
 	}
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.runSpeakerLoop()
+	go s.runRTCPLoop()
 	log.Info("media listening", "udp", apis.UDPAddr().String(), "tcp", fmt.Sprint(apis.TCPAddr()))
 	return s, nil
 }
@@ -199,24 +200,48 @@ func (s *SFU) Close() error {
 	return nil
 }
 
-// runParticipantTicker drives a participant's periodic RTCP until it leaves.
-func (s *SFU) runParticipantTicker(p *Participant) {
+// runRTCPLoop drives every participant's periodic RTCP from one
+// goroutine: NACKs to publishers every tick, reports and layer choice each
+// second. One timer for the whole server costs less than one per
+// participant, and a tick's work per participant is a few lock-guarded
+// reads and, rarely, a write to the network.
+func (s *SFU) runRTCPLoop() {
+	defer s.wg.Done()
 	const nackEvery = 20 * time.Millisecond
 	t := time.NewTicker(nackEvery)
 	defer t.Stop()
 	next := time.Now().Add(time.Second)
+	var participants []*Participant
 	for {
 		select {
-		case <-p.ctx.Done():
+		case <-s.stop:
 			return
 		case now := <-t.C:
 			second := !now.Before(next)
 			if second {
 				next = now.Add(time.Second)
 			}
-			p.tick(now, second)
+			participants = s.allParticipants(participants[:0])
+			for _, p := range participants {
+				p.tick(now, second)
+			}
+			clear(participants) // let departed participants be collected
 		}
 	}
+}
+
+// allParticipants appends everyone in every room to dst.
+func (s *SFU) allParticipants(dst []*Participant) []*Participant {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.rooms {
+		r.mu.Lock()
+		for _, p := range r.participants {
+			dst = append(dst, p)
+		}
+		r.mu.Unlock()
+	}
+	return dst
 }
 
 func (s *SFU) runSpeakerLoop() {
