@@ -29,9 +29,13 @@ func (r Role) String() string {
 }
 
 // Dialer negotiates a generator peer with the server. The peer already has
-// its transceivers; the dialer makes the offer, carries it to the server and
-// applies the answer. WHIP/WHEP is one way; the signaling WebSocket can be
-// another, without changes to how calls are run or measured.
+// its transceivers; the dialer carries the session descriptions between it
+// and the server and returns once both are applied. WHIP/WHEP is one way,
+// where the generator always offers; the signaling WebSocket can be another,
+// where the server offers to a subscriber, without changes to how calls are
+// run or measured. A call names two rooms, load-<i>-a and load-<i>-b, one per
+// publisher; a dialer whose server puts both participants in one room maps
+// the pair onto it.
 type Dialer interface {
 	Dial(ctx context.Context, role Role, room string, pc *webrtc.PeerConnection) (Session, error)
 }
