@@ -113,7 +113,7 @@ func newAPISet(cfg Config, log *slog.Logger) (*apiSet, error) {
 		s.settings.SetNAT1To1IPs(cfg.PublicIPs, webrtc.ICECandidateTypeHost)
 	}
 	s.settings.SetICETimeouts(cfg.ICEDisconnectedTimeout, cfg.ICEFailedTimeout, 0)
-	s.settings.SetICEMulticastDNSMode(0) // mDNS is useless on a server and costs a socket
+	s.settings.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled) // mDNS is useless on a server and costs sockets per connection
 	s.settings.DisableSRTPReplayProtection(false)
 	return s, nil
 }

@@ -297,6 +297,23 @@ func (d *DownTrack) switchTo(src *Publication, quality int, h *rtp.Header, now t
 	d.segmentN++
 }
 
+// askAgainForKeyframe repeats the keyframe request of a video track that
+// is still waiting for one: the first request, or the keyframe it brought,
+// may have been lost, and the subscriber would see nothing until the
+// publisher's next periodic keyframe.
+func (d *DownTrack) askAgainForKeyframe() {
+	d.mu.Lock()
+	waiting := d.kind == webrtc.RTPCodecTypeVideo && d.writer != nil && (d.current < 0 || d.needKeyframe)
+	src, q := d.source, 0
+	if src != nil {
+		q = d.effectiveTarget(src)
+	}
+	d.mu.Unlock()
+	if waiting && src != nil {
+		src.RequestKeyframe(q)
+	}
+}
+
 // setTarget chooses the simulcast layer to receive; the switch happens at
 // the next keyframe of that layer, which is asked for now.
 func (d *DownTrack) setTarget(q int) {

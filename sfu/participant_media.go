@@ -329,6 +329,9 @@ func (p *Participant) tick(now time.Time, second bool) {
 	if second && subPC != nil {
 		p.sendSenderReports(subPC, dts, now)
 		p.chooseLayers(dts, est, now)
+		for _, dt := range dts {
+			dt.askAgainForKeyframe()
+		}
 	}
 }
 
