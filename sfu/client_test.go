@@ -208,13 +208,16 @@ func joinDynamicOn(t *testing.T, r *Room, opts ParticipantOptions, peer rtctest.
 				sub.mu.Lock()
 				sub.offers = append(sub.offers, offer)
 				sub.mu.Unlock()
+				// An offer that crosses the participant's departure at the
+				// end of a test (the others leave first) has no one to answer.
 				answer, err := rtctest.Answer(t, sub.pc, offer)
-				if err != nil {
-					t.Errorf("subscriber answer: %v", err)
-					return
+				if err == nil {
+					err = p.Answer(answer)
 				}
-				if err := p.Answer(answer); err != nil {
-					t.Errorf("server took answer: %v", err)
+				if err != nil {
+					if p.ctx.Err() == nil {
+						t.Errorf("subscriber answer: %v", err)
+					}
 					return
 				}
 			}

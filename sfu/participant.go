@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/interceptor/pkg/cc"
@@ -83,6 +84,10 @@ type Participant struct {
 	iceRestart   bool
 	closed       bool
 	closeOnce    sync.Once
+
+	// attention asks the RTCP loop for a NACK and keyframe pass before the
+	// next full one: a layer lost packets or a keyframe request waits.
+	attention atomic.Bool
 
 	// Scratch space of tick, which only the SFU's RTCP loop calls.
 	tickPubs       []*Publication

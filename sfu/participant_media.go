@@ -290,6 +290,12 @@ func (p *Participant) negotiate() {
 // every call, and each second receiver reports, sender reports, bitrates
 // and layer choice.
 func (p *Participant) tick(now time.Time, second bool) {
+	// Between full passes only participants with lost packets or held-back
+	// keyframe requests are visited: most ticks of most participants end
+	// here, on one atomic swap.
+	if !second && !p.attention.Swap(false) {
+		return
+	}
 	// The scratch slices belong to the one goroutine that calls tick.
 	p.mu.Lock()
 	pubs := p.tickPubs[:0]
@@ -309,9 +315,14 @@ func (p *Participant) tick(now time.Time, second bool) {
 	p.mu.Unlock()
 
 	var out []rtcp.Packet
+	again := false
 	for _, pub := range pubs {
 		pub.flushKeyframeRequests()
 		out = pub.upstreamNACKs(now, 0, out)
+		again = again || pub.needsAttention()
+	}
+	if again {
+		p.attention.Store(true) // retries and held-back requests are due later
 	}
 	if second && pubPC != nil {
 		rr := &rtcp.ReceiverReport{}

@@ -80,6 +80,7 @@ func (r *Room) Join(opts ParticipantOptions) (*Participant, error) {
 	r.mu.Unlock()
 
 	r.sfu.metrics.participantsJoined.Add(1)
+	r.sfu.addParticipant(p)
 	if opts.Subscribe == SubscribeDynamic {
 		for _, pub := range pubs {
 			if pub.owner != p {
@@ -199,6 +200,7 @@ func (r *Room) leave(p *Participant) {
 	others := r.othersLocked(p)
 	r.mu.Unlock()
 
+	r.sfu.removeParticipant(p)
 	p.shutdown()
 	for _, pub := range gone {
 		pub.closed.Store(true)

@@ -20,8 +20,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,6 +50,11 @@ type SFU struct {
 	rooms    map[string]*Room
 	draining bool
 	closed   bool
+
+	// everyone is every participant of every room, copy-on-write, for the
+	// RTCP loop that visits them all fifty times a second.
+	everyoneMu sync.Mutex
+	everyone   atomic.Pointer[[]*Participant]
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -211,7 +218,6 @@ func (s *SFU) runRTCPLoop() {
 	t := time.NewTicker(nackEvery)
 	defer t.Stop()
 	next := time.Now().Add(time.Second)
-	var participants []*Participant
 	for {
 		select {
 		case <-s.stop:
@@ -221,27 +227,33 @@ func (s *SFU) runRTCPLoop() {
 			if second {
 				next = now.Add(time.Second)
 			}
-			participants = s.allParticipants(participants[:0])
-			for _, p := range participants {
-				p.tick(now, second)
+			if list := s.everyone.Load(); list != nil {
+				for _, p := range *list {
+					p.tick(now, second)
+				}
 			}
-			clear(participants) // let departed participants be collected
 		}
 	}
 }
 
-// allParticipants appends everyone in every room to dst.
-func (s *SFU) allParticipants(dst []*Participant) []*Participant {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, r := range s.rooms {
-		r.mu.Lock()
-		for _, p := range r.participants {
-			dst = append(dst, p)
-		}
-		r.mu.Unlock()
+func (s *SFU) addParticipant(p *Participant) {
+	s.everyoneMu.Lock()
+	defer s.everyoneMu.Unlock()
+	var old []*Participant
+	if l := s.everyone.Load(); l != nil {
+		old = *l
 	}
-	return dst
+	next := append(slices.Clip(old), p)
+	s.everyone.Store(&next)
+}
+
+func (s *SFU) removeParticipant(p *Participant) {
+	s.everyoneMu.Lock()
+	defer s.everyoneMu.Unlock()
+	if l := s.everyone.Load(); l != nil {
+		next := slices.DeleteFunc(slices.Clone(*l), func(x *Participant) bool { return x == p })
+		s.everyone.Store(&next)
+	}
 }
 
 func (s *SFU) runSpeakerLoop() {

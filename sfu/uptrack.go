@@ -176,6 +176,9 @@ func (p *Publication) handleRTP(l *layer, pkt []byte, h *rtp.Header, now time.Ti
 	if !l.stats.Update(h.SequenceNumber, h.Timestamp, len(pkt), now) {
 		return // a duplicate: the subscribers had it already
 	}
+	if l.stats.HasMissing() && !p.owner.attention.Load() {
+		p.owner.attention.Store(true)
+	}
 	l.cache.Store(h.SequenceNumber, pkt)
 	if len(payload) == 0 {
 		return // padding only, a bandwidth probe of the publisher
@@ -221,11 +224,23 @@ func (p *Publication) RequestKeyframe(quality int) {
 	if now-last < int64(p.pliInterval) || !l.lastPLIAt.CompareAndSwap(last, now) {
 		// Too soon: one request goes out when the interval ends.
 		l.pliPending.Store(true)
+		p.owner.attention.Store(true)
 		return
 	}
 	l.pliPending.Store(false)
 	p.owner.room.sfu.metrics.plisSent.Add(1)
 	p.requestFrame(l.ssrc)
+}
+
+// needsAttention reports lost packets still to be asked for, or a
+// keyframe request held back by the throttle.
+func (p *Publication) needsAttention() bool {
+	for q := range maxLayers {
+		if l := p.layer(q); l != nil && (l.stats.HasMissing() || l.pliPending.Load()) {
+			return true
+		}
+	}
+	return false
 }
 
 // flushKeyframeRequests sends the requests held back by the throttle once

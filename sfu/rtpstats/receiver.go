@@ -10,6 +10,7 @@ package rtpstats
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtcp"
@@ -44,7 +45,12 @@ type Receiver struct {
 
 	nacks   nackList
 	history [historySize / 64]uint64 // which recent sequence numbers arrived
+	missing atomic.Int32             // nacks.n, readable without the lock
 }
+
+// HasMissing reports, without locking, whether packets are waiting for a
+// NACK, so that the periodic NACK pass can skip streams that lose nothing.
+func (r *Receiver) HasMissing() bool { return r.missing.Load() > 0 }
 
 // historySize is how far back a late packet is still told from a duplicate.
 const historySize = 1024
@@ -85,6 +91,7 @@ func NewReceiver(clockRate uint32) *Receiver {
 func (r *Receiver) Update(seq uint16, rtpTime uint32, size int, arrival time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	defer r.missing.Store(int32(r.nacks.n))
 	if !r.started {
 		r.started = true
 		r.baseSeq, r.maxSeq = seq, seq
@@ -219,5 +226,7 @@ func (r *Receiver) Report(ssrc uint32, now time.Time) (rtcp.ReceptionReport, Sna
 func (r *Receiver) MissingForNACK(dst []uint16, now time.Time, minAge, retryEvery time.Duration, maxTries int) []uint16 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.nacks.due(dst, now, minAge, retryEvery, maxTries)
+	dst = r.nacks.due(dst, now, minAge, retryEvery, maxTries)
+	r.missing.Store(int32(r.nacks.n))
+	return dst
 }

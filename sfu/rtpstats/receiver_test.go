@@ -39,6 +39,9 @@ func TestLossAndNACKs(t *testing.T) {
 			if snap.ExtendedMaxSeq != tt.wantMaxEx {
 				t.Errorf("extended max = %d, want %d", snap.ExtendedMaxSeq, tt.wantMaxEx)
 			}
+			if r.HasMissing() != (len(tt.wantNACK) > 0) {
+				t.Errorf("HasMissing = %v with %v missing", r.HasMissing(), tt.wantNACK)
+			}
 			got := r.MissingForNACK(nil, now.Add(time.Second), 10*time.Millisecond, 100*time.Millisecond, 3)
 			if !slices.Equal(got, tt.wantNACK) {
 				t.Errorf("NACK = %v, want %v", got, tt.wantNACK)
