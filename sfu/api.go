@@ -240,15 +240,10 @@ func (s *apiSet) buildAPI(video []string) (*builtAPI, error) {
 
 	b := &builtAPI{}
 	reg := &interceptor.Registry{}
-	// Publishers need transport-wide feedback from us to run their own
-	// congestion control; subscribers get our TWCC sequence numbers and
-	// return feedback that drives their bandwidth estimate. NACKs, PLIs and
-	// RTCP reports are handled by the SFU itself, not by interceptors.
-	feedback, err := twcc.NewSenderInterceptor()
-	if err != nil {
-		return nil, fmt.Errorf("twcc feedback: %w", err)
-	}
-	reg.Add(feedback)
+	// Subscribers get our TWCC sequence numbers and return feedback that
+	// drives their bandwidth estimate. The feedback publishers need from us
+	// for their own congestion control, NACKs, PLIs and RTCP reports are the
+	// SFU's own work (see transportFeedback), not interceptors'.
 	cfg := s.cfg
 	estimatorFactory, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
 		return gcc.NewSendSideBWE(

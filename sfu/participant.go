@@ -85,6 +85,10 @@ type Participant struct {
 	closed       bool
 	closeOnce    sync.Once
 
+	// feedback collects arrivals for transport-wide feedback to this
+	// participant as a publisher.
+	feedback transportFeedback
+
 	// attention asks the RTCP loop for a NACK and keyframe pass before the
 	// next full one: a layer lost packets or a keyframe request waits.
 	attention atomic.Bool

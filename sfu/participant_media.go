@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pion/rtcp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -32,8 +33,11 @@ func (p *Participant) onTrack(pc *webrtc.PeerConnection, track *webrtc.TrackRemo
 		}
 		pub = newPublication(p, track.ID(), track.StreamID(), track.Kind(), codec)
 		for _, ext := range receiver.GetParameters().HeaderExtensions {
-			if ext.URI == audioLevelURI {
+			switch ext.URI {
+			case audioLevelURI:
 				pub.levelExtID = uint8(ext.ID)
+			case sdp.TransportCCURI:
+				pub.twccExtID = uint8(ext.ID)
 			}
 		}
 		pub.requestFrame = func(ssrc uint32) {
@@ -182,6 +186,13 @@ func (p *Participant) answerNACK(dt *DownTrack, nack *rtcp.TransportLayerNack) {
 			upSrc.owner.sendRTCP(&rtcp.TransportLayerNack{MediaSSRC: l.ssrc, Nacks: rtcp.NackPairsFromSequenceNumbers(upstream)})
 			m.nacksSent.Add(uint64(len(upstream)))
 		}
+	}
+}
+
+// sendTransportFeedback tells the publisher when its packets arrived.
+func (p *Participant) sendTransportFeedback() {
+	if pkts := p.feedback.packets(); len(pkts) > 0 {
+		p.sendRTCP(pkts...)
 	}
 }
 

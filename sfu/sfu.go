@@ -217,8 +217,11 @@ func (s *SFU) runRTCPLoop() {
 	const nackEvery = 20 * time.Millisecond
 	t := time.NewTicker(nackEvery)
 	defer t.Stop()
+	// Transport-wide feedback goes out every fifth tick (100 ms), as
+	// browsers expect it.
+	const feedbackEvery = 5
 	next := time.Now().Add(time.Second)
-	for {
+	for n := 0; ; n++ {
 		select {
 		case <-s.stop:
 			return
@@ -229,6 +232,9 @@ func (s *SFU) runRTCPLoop() {
 			}
 			if list := s.everyone.Load(); list != nil {
 				for _, p := range *list {
+					if n%feedbackEvery == 0 {
+						p.sendTransportFeedback()
+					}
 					p.tick(now, second)
 				}
 			}

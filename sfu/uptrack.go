@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"encoding/binary"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,6 +40,7 @@ type Publication struct {
 	// silent), smoothed; 127 when unknown.
 	audioLevel   atomic.Int32
 	levelExtID   uint8
+	twccExtID    uint8 // the publisher's transport-wide sequence number extension
 	pliInterval  time.Duration
 	requestFrame func(ssrc uint32) // sends a PLI upstream
 	closed       atomic.Bool
@@ -182,6 +184,11 @@ func (p *Publication) handleRTP(l *layer, pkt []byte, h *rtp.Header, now time.Ti
 	l.cache.Store(h.SequenceNumber, pkt)
 	if len(payload) == 0 {
 		return // padding only, a bandwidth probe of the publisher
+	}
+	if p.twccExtID != 0 {
+		if ext := h.GetExtension(p.twccExtID); len(ext) >= 2 {
+			p.owner.feedback.record(l.ssrc, binary.BigEndian.Uint16(ext), now)
+		}
 	}
 	if p.levelExtID != 0 {
 		if ext := h.GetExtension(p.levelExtID); len(ext) > 0 {
