@@ -165,8 +165,8 @@ func stream(t *testing.T, video, audio *webrtc.TrackLocalStaticRTP, keyframe *at
 func TestPlayerBeforePublisherGetsMediaWithoutRenegotiation(t *testing.T) {
 	srv, h := newServer(t)
 	pc, got, _ := play(t, srv.URL, "lobby")
-	signalingChanges := 0
-	pc.OnSignalingStateChange(func(webrtc.SignalingState) { signalingChanges++ })
+	var signalingChanges atomic.Int32
+	pc.OnSignalingStateChange(func(webrtc.SignalingState) { signalingChanges.Add(1) })
 
 	video, audio, keyframe, _ := publish(t, srv.URL, "lobby")
 	stream(t, video, audio, keyframe, "video and audio at the early player", func() bool {
@@ -175,7 +175,7 @@ func TestPlayerBeforePublisherGetsMediaWithoutRenegotiation(t *testing.T) {
 	if first := got.Packets(webrtc.RTPCodecTypeVideo)[0]; !rtctest.IsVP8Keyframe(first) {
 		t.Fatal("the player's video did not start on a keyframe")
 	}
-	if signalingChanges != 0 {
+	if signalingChanges.Load() != 0 {
 		t.Fatal("the player was renegotiated")
 	}
 	if h.Sessions() != 2 {
@@ -306,5 +306,47 @@ func TestCORS(t *testing.T) {
 		if tt.allow && !strings.Contains(resp.Header.Get("Access-Control-Expose-Headers"), "Location") {
 			t.Fatal("Location is not exposed to the page")
 		}
+	}
+}
+
+// TestPublisherChangeIsASeamlessSwitchForThePlayer: when the room's
+// publisher changes (an agent transfers the call), the player's track goes
+// on with the same SSRC and the next sequence number, starting the new
+// source on a keyframe, without renegotiation.
+func TestPublisherChangeIsASeamlessSwitchForThePlayer(t *testing.T) {
+	srv, _ := newServer(t)
+	pc, got, _ := play(t, srv.URL, "desk")
+	var renegotiated atomic.Bool
+	pc.OnSignalingStateChange(func(webrtc.SignalingState) { renegotiated.Store(true) })
+
+	videoA, audioA, keyA, locA := publish(t, srv.URL, "desk")
+	stream(t, videoA, audioA, keyA, "the first publisher's video", func() bool {
+		return got.Count(webrtc.RTPCodecTypeVideo) > 10
+	})
+	if resp := do(t, http.MethodDelete, srv.URL+locA, testKey, "", ""); resp.StatusCode != http.StatusOK {
+		t.Fatalf("DELETE: %d", resp.StatusCode)
+	}
+	before := got.Count(webrtc.RTPCodecTypeVideo)
+	videoB, audioB, keyB, _ := publish(t, srv.URL, "desk")
+	stream(t, videoB, audioB, keyB, "the second publisher's video", func() bool {
+		return got.Count(webrtc.RTPCodecTypeVideo) > before+10
+	})
+
+	pkts := got.Packets(webrtc.RTPCodecTypeVideo)
+	last, next := pkts[before-1], pkts[before]
+	if next.SSRC != last.SSRC {
+		t.Fatal("the player's SSRC changed with the publisher")
+	}
+	if next.SequenceNumber != last.SequenceNumber+1 {
+		t.Fatalf("sequence jumped from %d to %d at the switch", last.SequenceNumber, next.SequenceNumber)
+	}
+	if d := next.Timestamp - last.Timestamp; d == 0 || d > 1<<31 {
+		t.Fatalf("timestamp went from %d to %d at the switch", last.Timestamp, next.Timestamp)
+	}
+	if !rtctest.IsVP8Keyframe(next) {
+		t.Fatal("the new source did not start on a keyframe")
+	}
+	if renegotiated.Load() {
+		t.Fatal("the player was renegotiated")
 	}
 }
