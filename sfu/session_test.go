@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"bytes"
 	"errors"
 	"net"
 	"strings"
@@ -349,52 +350,66 @@ func TestSilentPeerIsRemovedAndItsTracksFreed(t *testing.T) {
 	})
 }
 
-func TestRoomLimitedToH264(t *testing.T) {
-	s := newTestSFU(t)
-	room, _ := s.Room("mini", RoomOptions{VideoCodec: "h264"})
-	_, sub := joinDynamic(t, room, "agent", nil)
-	pubP, _ := room.Join(ParticipantOptions{ID: "customer"})
+func TestRoomLimitedToOneVideoCodec(t *testing.T) {
+	tests := []struct {
+		room, mime, fmtp, other string
+		key, inter              []byte
+	}{
+		{"H264", webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", "VP8",
+			[]byte{0x65, 0x88, 0x84}, []byte{0x41, 0x9a, 0x00}}, // IDR and non-IDR slices
+		{"VP9", webrtc.MimeTypeVP9, "profile-id=0", "VP8",
+			[]byte{0x88, 0x01}, []byte{0xc8, 0x02}}, // start of a key and of an inter frame
+		{"VP8", webrtc.MimeTypeVP8, "", "VP9",
+			vp8Payload(true, 0, 0), vp8Payload(false, 1, 0)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.room, func(t *testing.T) {
+			s := newTestSFU(t)
+			room, _ := s.Room("mini", RoomOptions{VideoCodec: strings.ToLower(tt.room)})
+			_, sub := joinDynamic(t, room, "agent", nil)
+			pubP, _ := room.Join(ParticipantOptions{ID: "customer"})
 
-	// The client offers every codec it has, VP8 first.
-	pc := newClientPC(t, nil)
-	h264, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
-		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}, "video", "cam")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pc.AddTrack(h264); err != nil {
-		t.Fatal(err)
-	}
-	offer := offerAll(t, pc, nil)
-	if !strings.Contains(offer, "VP8") {
-		t.Fatal("the client did not offer VP8")
-	}
-	answer, err := pubP.Offer(offer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(answer, "VP8") || !strings.Contains(answer, "H264") {
-		t.Fatalf("answer of an H.264 room:\n%s", answer)
-	}
-	setAnswer(t, pc, answer)
-	waitConnected(t, pc)
-	seq := uint16(1)
-	waitFor(t, "H.264 at the agent", func() bool {
-		for i := range 10 {
-			nal := []byte{0x41, 0x9a, byte(i)} // non-IDR slice
-			if i == 0 {
-				nal = []byte{0x65, 0x88, 0x84} // IDR slice
+			// The client offers every codec it has.
+			pc := newClientPC(t, nil)
+			track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: tt.mime, ClockRate: 90000, SDPFmtpLine: tt.fmtp}, "video", "cam")
+			if err != nil {
+				t.Fatal(err)
 			}
-			_ = h264.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(seq) * 3000, Marker: true}, Payload: nal})
-			seq++
-		}
-		return len(sub.snapshot(webrtc.RTPCodecTypeVideo)) > 0
-	})
-	track := <-sub.Tracks
-	if !strings.EqualFold(track.Codec().MimeType, webrtc.MimeTypeH264) {
-		t.Fatalf("agent received %s", track.Codec().MimeType)
-	}
-	if first := sub.snapshot(webrtc.RTPCodecTypeVideo)[0]; first.Payload[0]&0x1f != 5 {
-		t.Fatalf("agent's video started on NAL type %d, not an IDR", first.Payload[0]&0x1f)
+			if _, err := pc.AddTrack(track); err != nil {
+				t.Fatal(err)
+			}
+			offer := offerAll(t, pc, nil)
+			if !strings.Contains(offer, tt.other) {
+				t.Fatalf("the client did not offer %s", tt.other)
+			}
+			answer, err := pubP.Offer(offer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(answer, tt.other+"/90000") || !strings.Contains(answer, tt.room+"/90000") {
+				t.Fatalf("answer of a %s room:\n%s", tt.room, answer)
+			}
+			setAnswer(t, pc, answer)
+			waitConnected(t, pc)
+			seq := uint16(1)
+			waitFor(t, tt.room+" at the agent", func() bool {
+				for i := range 10 {
+					payload := tt.inter
+					if i == 0 {
+						payload = tt.key
+					}
+					_ = track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(seq) * 3000, Marker: true}, Payload: payload})
+					seq++
+				}
+				return len(sub.snapshot(webrtc.RTPCodecTypeVideo)) > 0
+			})
+			remote := <-sub.Tracks
+			if !strings.EqualFold(remote.Codec().MimeType, tt.mime) {
+				t.Fatalf("agent received %s", remote.Codec().MimeType)
+			}
+			if first := sub.snapshot(webrtc.RTPCodecTypeVideo)[0]; !bytes.Equal(first.Payload, tt.key) {
+				t.Fatalf("agent's video started on %x, not the keyframe", first.Payload[:2])
+			}
+		})
 	}
 }
