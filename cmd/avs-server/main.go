@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/avs/avs/internal/app"
@@ -41,6 +42,9 @@ func run() error {
 		handler = slog.NewJSONHandler(os.Stderr, opts)
 	}
 	log := slog.New(handler)
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(cfg.Server.GCPercent)
+	}
 	if cfg.GeneratedTURNSecret {
 		log.Warn("turn.auth_secret is not set: TURN credentials are signed with a random secret valid for this process only")
 	}

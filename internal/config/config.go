@@ -38,6 +38,10 @@ type Server struct {
 	// LogLevel is debug, info, warn or error; LogFormat is text or json.
 	LogLevel  string `toml:"log_level"`
 	LogFormat string `toml:"log_format"`
+	// GCPercent is the garbage collector's target (Go's GOGC), unless the
+	// GOGC environment variable is set. The forwarding path allocates
+	// little, so a tighter target costs little CPU and saves memory.
+	GCPercent int `toml:"gc_percent"`
 }
 
 // Config is the whole of config.toml.
@@ -65,6 +69,7 @@ func Default() Config {
 			DrainTimeout:  30 * time.Second,
 			LogLevel:      "info",
 			LogFormat:     "text",
+			GCPercent:     50,
 		},
 		SFU:        sfu.DefaultConfig(),
 		WHIP:       whip.DefaultConfig(),
@@ -197,6 +202,9 @@ func (s Server) validate() error {
 	}
 	if _, err := s.Level(); err != nil {
 		return err
+	}
+	if s.GCPercent < 10 || s.GCPercent > 1000 {
+		return fmt.Errorf("server.gc_percent: %d is outside 10..1000", s.GCPercent)
 	}
 	if s.LogFormat != "text" && s.LogFormat != "json" {
 		return fmt.Errorf("server.log_format: %q is neither text nor json", s.LogFormat)
