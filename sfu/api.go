@@ -9,9 +9,6 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/cc"
-	"github.com/pion/interceptor/pkg/gcc"
-	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/logging"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -77,10 +74,6 @@ type apiSet struct {
 
 type builtAPI struct {
 	api *webrtc.API
-	// newEstimator receives the bandwidth estimator of the PeerConnection
-	// being built; PeerConnections are built under apiSet.mu so that each
-	// estimator reaches the PeerConnection it belongs to.
-	estimator cc.BandwidthEstimator
 }
 
 // socketBuffer is the kernel buffer asked for on media sockets, so that a
@@ -173,8 +166,8 @@ func (s *apiSet) close() {
 }
 
 // newPeerConnection builds a PeerConnection that knows Opus and the given
-// video codecs (none for audio-only) and returns its bandwidth estimator.
-func (s *apiSet) newPeerConnection(video []string) (*webrtc.PeerConnection, cc.BandwidthEstimator, error) {
+// video codecs (none for audio-only).
+func (s *apiSet) newPeerConnection(video []string) (*webrtc.PeerConnection, error) {
 	key := strings.Join(video, ",")
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -182,7 +175,7 @@ func (s *apiSet) newPeerConnection(video []string) (*webrtc.PeerConnection, cc.B
 	if !ok {
 		var err error
 		if b, err = s.buildAPI(video); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		s.apis[key] = b
 	}
@@ -191,11 +184,9 @@ func (s *apiSet) newPeerConnection(video []string) (*webrtc.PeerConnection, cc.B
 		BundlePolicy: webrtc.BundlePolicyMaxBundle,
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("new peer connection: %w", err)
+		return nil, fmt.Errorf("new peer connection: %w", err)
 	}
-	est := b.estimator
-	b.estimator = nil
-	return pc, est, nil
+	return pc, nil
 }
 
 func (s *apiSet) buildAPI(video []string) (*builtAPI, error) {
@@ -239,32 +230,10 @@ func (s *apiSet) buildAPI(video []string) (*builtAPI, error) {
 	}
 
 	b := &builtAPI{}
+	// No interceptors: NACKs, keyframe requests, RTCP reports, transport-wide
+	// numbering and feedback, and the bandwidth estimate are the SFU's own
+	// work, done where it touches each packet anyway.
 	reg := &interceptor.Registry{}
-	// Subscribers get our TWCC sequence numbers and return feedback that
-	// drives their bandwidth estimate. The feedback publishers need from us
-	// for their own congestion control, NACKs, PLIs and RTCP reports are the
-	// SFU's own work (see transportFeedback), not interceptors'.
-	cfg := s.cfg
-	estimatorFactory, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
-		return gcc.NewSendSideBWE(
-			gcc.SendSideBWEInitialBitrate(cfg.InitialBitrate),
-			gcc.SendSideBWEMaxBitrate(cfg.MaxBitrate),
-			gcc.SendSideBWEPacer(gcc.NewNoOpPacer()),
-		)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("bandwidth estimator: %w", err)
-	}
-	estimatorFactory.OnNewPeerConnection(func(_ string, e cc.BandwidthEstimator) { b.estimator = e })
-	reg.Add(estimatorFactory)
-	// Added after the estimator so that it wraps it: the sequence number is
-	// in the header by the time the estimator records the packet.
-	twccExt, err := twcc.NewHeaderExtensionInterceptor()
-	if err != nil {
-		return nil, fmt.Errorf("twcc header extension: %w", err)
-	}
-	reg.Add(twccExt)
-
 	b.api = webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(s.settings))
 	return b, nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/avs/avs/sfu/packetcache"
@@ -62,7 +63,11 @@ type DownTrack struct {
 	segmentN     int
 	scratch      [packetcache.MaxPacketSize]byte // NACK answers, under mu
 	out          rtp.Header                      // header of the packet being written, under mu
-	parsed       rtp.Header                      // header of a cached packet, under mu
+	transport    *transport                      // nil for in-process writers
+	twccID       uint8                           // negotiated transport-wide sequence number extension
+	twccBytes    [2]byte
+	extensions   [1]rtp.Extension
+	parsed       rtp.Header // header of a cached packet, under mu
 
 	packets   atomic.Uint64
 	bytes     atomic.Uint64
@@ -123,6 +128,12 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	defer d.mu.Unlock()
 	d.payloadTypes = pts
 	d.ssrc = uint32(ctx.SSRC())
+	d.twccID = 0
+	for _, e := range ctx.HeaderExtensions() {
+		if e.URI == sdp.TransportCCURI {
+			d.twccID = uint8(e.ID)
+		}
+	}
 	d.writer = ctx.WriteStream()
 	chosen := codecs[0]
 	if d.source != nil {
@@ -257,9 +268,12 @@ func (d *DownTrack) forward(src *Publication, quality int, h *rtp.Header, payloa
 		d.lastTS = out.Timestamp
 		d.lastSentAt = now
 	}
+	tseq, stamped := d.stamp(out)
 	if _, err := d.writer.WriteRTP(out, payload); err == nil {
+		size := rtpHeaderSize + len(payload)
 		d.packets.Add(1)
-		d.bytes.Add(uint64(rtpHeaderSize + len(payload)))
+		d.bytes.Add(uint64(size))
+		d.sent(tseq, stamped, size, now)
 	}
 }
 
@@ -376,9 +390,11 @@ func (d *DownTrack) retransmit(seq uint16) (src *Publication, quality int, srcSe
 		Version: 2, Marker: h.Marker, PayloadType: pt,
 		SequenceNumber: seq, Timestamp: h.Timestamp + seg.tsOffset, SSRC: d.ssrc,
 	}
+	tseq, stamped := d.stamp(&d.out)
 	if _, err := d.writer.WriteRTP(&d.out, d.scratch[hl:end]); err != nil {
 		return nil, 0, 0, false
 	}
+	d.sent(tseq, stamped, rtpHeaderSize+end-hl, time.Now())
 	d.nacked.Add(1)
 	return seg.source, seg.quality, srcSeq, true
 }

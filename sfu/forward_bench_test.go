@@ -8,6 +8,8 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/avs/avs/sfu/bwe"
 )
 
 // countingWriter stands in for the SRTP write stream: it keeps the last
@@ -38,6 +40,9 @@ func benchPublication(subs int) (*Publication, *layer, []*countingWriter) {
 		writers[i] = &countingWriter{}
 		dt := newDownTrack(webrtc.RTPCodecTypeVideo, "video", "cam")
 		dt.AttachWriter(writers[i], uint32(1000+i), map[string]uint8{mimeVP8: 96})
+		// Numbered for transport-wide feedback, as toward a browser.
+		dt.transport = &transport{estimate: bwe.New(1_000_000, minBitrate, 4_000_000)}
+		dt.twccID = 3
 		dt.setSource(pub)
 	}
 	return pub, l, writers

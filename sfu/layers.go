@@ -3,7 +3,6 @@ package sfu
 import (
 	"time"
 
-	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -17,11 +16,7 @@ func (d *DownTrack) currentLayer() int {
 // chooseLayers picks for each video track the best simulcast layer that is
 // being published and that the subscriber's bandwidth estimate can carry
 // next to its audio. Tracks of a single-layer source keep layer 0.
-func (p *Participant) chooseLayers(dts []*DownTrack, est cc.BandwidthEstimator, now time.Time) {
-	budget := p.room.sfu.cfg.MaxBitrate
-	if est != nil {
-		budget = est.GetTargetBitrate()
-	}
+func (p *Participant) chooseLayers(dts []*DownTrack, budget int, now time.Time) {
 	var video []*DownTrack
 	for _, dt := range dts {
 		src := dt.Source()

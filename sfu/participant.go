@@ -12,9 +12,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/avs/avs/sfu/bwe"
 )
 
 // SubscribeMode says how a participant receives the others' media.
@@ -74,7 +75,7 @@ type Participant struct {
 	mu           sync.Mutex
 	pub          *webrtc.PeerConnection
 	sub          *webrtc.PeerConnection
-	estimator    cc.BandwidthEstimator
+	transport    *transport // the subscribing connection's numbering and estimate
 	publications map[string]*Publication
 	downTracks   map[*Publication]*DownTrack // dynamic mode
 	slots        []*DownTrack                // slots mode
@@ -100,7 +101,9 @@ type Participant struct {
 
 func newParticipant(r *Room, opts ParticipantOptions) *Participant {
 	ctx, cancel := context.WithCancel(context.Background())
+	cfg := r.sfu.cfg
 	return &Participant{
+		transport:    &transport{estimate: bwe.New(cfg.InitialBitrate, minBitrate, cfg.MaxBitrate)},
 		id:           opts.ID,
 		room:         r,
 		opts:         opts,
@@ -225,7 +228,7 @@ func (p *Participant) subPC() *webrtc.PeerConnection {
 }
 
 func (p *Participant) newPublishingPC() (*webrtc.PeerConnection, error) {
-	pc, _, err := p.room.sfu.apis.newPeerConnection(p.videoCodecs())
+	pc, err := p.room.sfu.apis.newPeerConnection(p.videoCodecs())
 	if err != nil {
 		return nil, err
 	}
@@ -253,7 +256,7 @@ func (p *Participant) Play(offer string) (string, error) {
 	pc := p.sub
 	if pc == nil {
 		var err error
-		if pc, p.estimator, err = p.room.sfu.apis.newPeerConnection(p.videoCodecs()); err != nil {
+		if pc, err = p.room.sfu.apis.newPeerConnection(p.videoCodecs()); err != nil {
 			p.mu.Unlock()
 			return "", err
 		}
@@ -281,6 +284,7 @@ func (p *Participant) fillSlots(pc *webrtc.PeerConnection) error {
 			continue
 		}
 		dt := newDownTrack(kind, kind.String(), "avs")
+		dt.transport = p.transport
 		sender, err := pc.AddTrack(dt)
 		if err != nil {
 			continue // a section pion rejects, such as video in a voiceOnly room

@@ -145,6 +145,8 @@ func (p *Participant) handleSubscriberRTCP(dt *DownTrack, pkts []rtcp.Packet) {
 			}
 		case *rtcp.TransportLayerNack:
 			p.answerNACK(dt, pkt)
+		case *rtcp.TransportLayerCC:
+			p.transport.estimate.Feedback(pkt, time.Now())
 		case *rtcp.ReceiverReport:
 			for _, r := range pkt.Reports {
 				if r.SSRC == dt.SSRC() {
@@ -218,6 +220,7 @@ func (p *Participant) subscribe(pub *Publication) {
 	}
 	pc := p.sub
 	dt := newDownTrack(pub.kind, pub.id, pub.owner.id)
+	dt.transport = p.transport
 	tr, err := pc.AddTransceiverFromTrack(dt, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 	if err != nil {
 		p.mu.Unlock()
@@ -314,7 +317,7 @@ func (p *Participant) tick(now time.Time, second bool) {
 		pubs = append(pubs, pub)
 	}
 	p.tickPubs = pubs
-	pubPC, subPC, est := p.pub, p.sub, p.estimator
+	pubPC, subPC := p.pub, p.sub
 	dts := p.tickDownTracks[:0]
 	if second {
 		for _, dt := range p.downTracks {
@@ -350,7 +353,7 @@ func (p *Participant) tick(now time.Time, second bool) {
 	}
 	if second && subPC != nil {
 		p.sendSenderReports(subPC, dts, now)
-		p.chooseLayers(dts, est, now)
+		p.chooseLayers(dts, p.transport.estimate.Estimate(), now)
 		for _, dt := range dts {
 			dt.askAgainForKeyframe()
 		}

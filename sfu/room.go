@@ -53,11 +53,11 @@ func (r *Room) Join(opts ParticipantOptions) (*Participant, error) {
 	}
 	p := newParticipant(r, opts)
 	if opts.Subscribe == SubscribeDynamic {
-		pc, est, err := r.sfu.apis.newPeerConnection(p.videoCodecs())
+		pc, err := r.sfu.apis.newPeerConnection(p.videoCodecs())
 		if err != nil {
 			return nil, err
 		}
-		p.sub, p.estimator = pc, est
+		p.sub = pc
 		p.watchConnection(pc, "sub")
 	}
 	r.mu.Lock()
