@@ -45,7 +45,7 @@ func newLink() *link {
 	return &link{now: now, start: now}
 }
 
-func noLoss(int) bool                    { return false }
+func noLoss(int) bool                  { return false }
 func flat(time.Duration) time.Duration { return 20 * time.Millisecond }
 
 func TestEstimate(t *testing.T) {
