@@ -80,6 +80,15 @@ func (e *Estimator) Feedback(fb *rtcp.TransportLayerCC, now time.Time) {
 	arrival := int64(fb.ReferenceTime) * 64000 // µs
 	deltas := fb.RecvDeltas
 	forEachStatus(fb, func(seq uint16, received bool) {
+		// Every received packet has a delta, ours or not: take it first so
+		// that the arrival times stay aligned.
+		if received {
+			if len(deltas) == 0 {
+				return
+			}
+			arrival += deltas[0].Delta
+			deltas = deltas[1:]
+		}
 		p := &e.sent[seq%ringSize]
 		if !p.valid || p.seq != seq {
 			return // not ours, or too old
@@ -89,11 +98,6 @@ func (e *Estimator) Feedback(fb *rtcp.TransportLayerCC, now time.Time) {
 			e.lost++
 			return
 		}
-		if len(deltas) == 0 {
-			return
-		}
-		arrival += deltas[0].Delta
-		deltas = deltas[1:]
 		if e.received == 0 {
 			e.firstArr = arrival
 		}
