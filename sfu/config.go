@@ -26,7 +26,9 @@ type Config struct {
 	MaxTracksPerParticipant int `toml:"max_tracks_per_participant"`
 	// MaxParticipantsPerRoom bounds a room.
 	MaxParticipantsPerRoom int `toml:"max_participants_per_room"`
-	// VideoCacheSize and AudioCacheSize are the packets kept per track to answer NACKs.
+	// VideoCacheSize and AudioCacheSize are the packets kept per track to
+	// answer NACKs. Browsers do not NACK Opus (no nack feedback is offered
+	// for it), so the audio cache only serves clients that do.
 	VideoCacheSize int `toml:"video_cache_packets"`
 	AudioCacheSize int `toml:"audio_cache_packets"`
 	// ICEDisconnectedTimeout and ICEFailedTimeout decide when a silent peer is
@@ -48,7 +50,7 @@ func DefaultConfig() Config {
 		MaxTracksPerParticipant: 8,
 		MaxParticipantsPerRoom:  16,
 		VideoCacheSize:          256,
-		AudioCacheSize:          64,
+		AudioCacheSize:          16,
 		ICEDisconnectedTimeout:  5 * time.Second,
 		ICEFailedTimeout:        25 * time.Second,
 		InitialBitrate:          1_000_000,

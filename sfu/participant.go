@@ -75,7 +75,7 @@ type Participant struct {
 	mu           sync.Mutex
 	pub          *webrtc.PeerConnection
 	sub          *webrtc.PeerConnection
-	transport    *transport // the subscribing connection's numbering and estimate
+	transport    *transport // the subscribing connection's numbering and estimate; nil for a publisher only
 	publications map[string]*Publication
 	downTracks   map[*Publication]*DownTrack // dynamic mode
 	slots        []*DownTrack                // slots mode
@@ -101,9 +101,13 @@ type Participant struct {
 
 func newParticipant(r *Room, opts ParticipantOptions) *Participant {
 	ctx, cancel := context.WithCancel(context.Background())
-	cfg := r.sfu.cfg
+	var t *transport
+	if opts.Subscribe != SubscribeNone {
+		cfg := r.sfu.cfg
+		t = &transport{estimate: bwe.New(cfg.InitialBitrate, minBitrate, cfg.MaxBitrate)}
+	}
 	return &Participant{
-		transport:    &transport{estimate: bwe.New(cfg.InitialBitrate, minBitrate, cfg.MaxBitrate)},
+		transport:    t,
 		id:           opts.ID,
 		room:         r,
 		opts:         opts,

@@ -146,7 +146,9 @@ func (p *Participant) handleSubscriberRTCP(dt *DownTrack, pkts []rtcp.Packet) {
 		case *rtcp.TransportLayerNack:
 			p.answerNACK(dt, pkt)
 		case *rtcp.TransportLayerCC:
-			p.transport.estimate.Feedback(pkt, time.Now())
+			if p.transport != nil {
+				p.transport.estimate.Feedback(pkt, time.Now())
+			}
 		case *rtcp.ReceiverReport:
 			for _, r := range pkt.Reports {
 				if r.SSRC == dt.SSRC() {
@@ -353,7 +355,7 @@ func (p *Participant) tick(now time.Time, second bool) {
 	}
 	if second && subPC != nil {
 		p.sendSenderReports(subPC, dts, now)
-		p.chooseLayers(dts, p.transport.estimate.Estimate(), now)
+		p.chooseLayers(dts, p.transport.estimate.Estimate(), now) // subPC implies a transport
 		for _, dt := range dts {
 			dt.askAgainForKeyframe()
 		}

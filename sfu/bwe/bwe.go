@@ -19,7 +19,9 @@ import (
 )
 
 const (
-	ringSize = 1 << 12
+	// ringSize packets of history: at 1,000 packets a second still a full
+	// second, far longer than feedback takes to come back.
+	ringSize = 1 << 10
 	window   = 500 * time.Millisecond
 	// queueGrowth is how much the average one-way delay may rise from one
 	// window to the next before it counts as a queue building.
@@ -27,10 +29,9 @@ const (
 )
 
 type sentPacket struct {
-	seq   uint16
-	size  uint16
-	at    int64 // unix nanoseconds
-	valid bool
+	at   int64 // unix nanoseconds
+	seq  uint16
+	size uint16 // 0 for a free slot
 }
 
 // Estimator is safe for concurrent use: packets are recorded by the
@@ -59,7 +60,7 @@ func clamp(v, lo, hi int) int { return max(lo, min(hi, v)) }
 // number.
 func (e *Estimator) Sent(seq uint16, size int, at time.Time) {
 	e.mu.Lock()
-	e.sent[seq%ringSize] = sentPacket{seq: seq, size: uint16(min(size, 0xffff)), at: at.UnixNano(), valid: true}
+	e.sent[seq%ringSize] = sentPacket{seq: seq, size: uint16(min(max(size, 1), 0xffff)), at: at.UnixNano()}
 	e.mu.Unlock()
 }
 
@@ -90,10 +91,11 @@ func (e *Estimator) Feedback(fb *rtcp.TransportLayerCC, now time.Time) {
 			deltas = deltas[1:]
 		}
 		p := &e.sent[seq%ringSize]
-		if !p.valid || p.seq != seq {
+		if p.size == 0 || p.seq != seq {
 			return // not ours, or too old
 		}
-		p.valid = false
+		size := p.size
+		p.size = 0
 		if !received {
 			e.lost++
 			return
@@ -103,7 +105,7 @@ func (e *Estimator) Feedback(fb *rtcp.TransportLayerCC, now time.Time) {
 		}
 		e.received++
 		e.lastArr = arrival
-		e.bytes += int(p.size)
+		e.bytes += int(size)
 		e.delaySum += arrival - p.at/1000
 	})
 	if now.Sub(e.windowStart) >= window {
