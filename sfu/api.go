@@ -103,11 +103,19 @@ func newAPISet(cfg Config, log *slog.Logger) (*apiSet, error) {
 		s.settings.SetIncludeLoopbackCandidate(true)
 	}
 	if len(cfg.PublicIPs) > 0 {
-		s.settings.SetNAT1To1IPs(cfg.PublicIPs, webrtc.ICECandidateTypeHost)
+		err := s.settings.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+			External: cfg.PublicIPs, AsCandidateType: webrtc.ICECandidateTypeHost, Mode: webrtc.ICEAddressRewriteReplace,
+		})
+		if err != nil {
+			s.closeUDP()
+			if s.tcpListener != nil {
+				_ = s.tcpListener.Close()
+			}
+			return nil, fmt.Errorf("sfu.public_ips: %w", err)
+		}
 	}
 	s.settings.SetICETimeouts(cfg.ICEDisconnectedTimeout, cfg.ICEFailedTimeout, 0)
 	s.settings.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled) // mDNS is useless on a server and costs sockets per connection
-	s.settings.DisableSRTPReplayProtection(false)
 	return s, nil
 }
 

@@ -413,3 +413,20 @@ func TestRoomLimitedToOneVideoCodec(t *testing.T) {
 		})
 	}
 }
+
+func TestPublicIPReplacesHostCandidates(t *testing.T) {
+	s := newTestSFU(t, func(c *Config) { c.PublicIPs = []string{"203.0.113.7"}; c.TCPListen = "" })
+	room, _ := s.Room("nat", RoomOptions{})
+	p, _ := room.Join(ParticipantOptions{ID: "camera"})
+	pc := newClientPC(t, nil)
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+		t.Fatal(err)
+	}
+	answer, err := p.Offer(offerAll(t, pc, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(answer, " 203.0.113.7 ") || strings.Contains(answer, " 127.0.0.1 ") {
+		t.Fatalf("the answer does not announce only the public address:\n%s", answer)
+	}
+}

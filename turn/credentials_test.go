@@ -64,7 +64,9 @@ func TestTokenBucket(t *testing.T) {
 	if !b.take(1000, now.Add(20*time.Millisecond)) { // 2000 bytes refilled
 		t.Fatal("no refill")
 	}
-	if b.take(1000, now.Add(20*time.Millisecond)) && b.take(1000, now.Add(20*time.Millisecond)) {
+	second := b.take(1000, now.Add(20*time.Millisecond))
+	third := b.take(1000, now.Add(20*time.Millisecond))
+	if second && third {
 		t.Fatal("refill exceeded the rate")
 	}
 }

@@ -19,10 +19,6 @@ type layer struct {
 	clip *Clip
 }
 
-// defaultBitrate is the bitrate of the video clips in testdata/media; other
-// bitrates are encoded on first use.
-const defaultBitrate = 800
-
 // Simulcast's lower layers, as browsers send them for a 640x480 camera.
 var simulcastLower = []struct {
 	rid, size string
