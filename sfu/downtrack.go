@@ -63,8 +63,10 @@ type DownTrack struct {
 	segmentN     int
 	scratch      [packetcache.MaxPacketSize]byte // NACK answers, under mu
 	out          rtp.Header                      // header of the packet being written, under mu
-	transport    *transport                      // nil for in-process writers
-	twccID       uint8                           // negotiated transport-wide sequence number extension
+	pt           uint8                           // the subscriber's payload type for the source's codec
+	ptOK         bool
+	transport    *transport // nil for in-process writers
+	twccID       uint8      // negotiated transport-wide sequence number extension
 	twccBytes    [2]byte
 	extensions   [1]rtp.Extension
 	parsed       rtp.Header // header of a cached packet, under mu
@@ -127,6 +129,7 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.payloadTypes = pts
+	d.resolvePayloadType()
 	d.ssrc = uint32(ctx.SSRC())
 	d.twccID = 0
 	for _, e := range ctx.HeaderExtensions() {
@@ -170,6 +173,7 @@ func (d *DownTrack) AttachWriter(w PacketWriter, ssrc uint32, pts map[string]uin
 		d.payloadTypes = append(d.payloadTypes, payloadTypeOf{mimeType: strings.ToLower(m), pt: pt})
 	}
 	d.ssrc, d.writer, d.needKeyframe = ssrc, w, true
+	d.resolvePayloadType()
 }
 
 // Source is the publication currently feeding this track, or nil.
@@ -189,6 +193,7 @@ func (d *DownTrack) setSource(p *Publication) {
 		return
 	}
 	d.source = p
+	d.resolvePayloadType()
 	d.current = -1
 	d.started = false
 	if p != nil {
@@ -210,6 +215,16 @@ func (d *DownTrack) targetLayer() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.target
+}
+
+// resolvePayloadType caches the payload type of the source's codec, so
+// that forwarding does not look it up per packet. Called under mu whenever
+// the source or the negotiated codecs change.
+func (d *DownTrack) resolvePayloadType() {
+	d.pt, d.ptOK = 0, false
+	if d.source != nil {
+		d.pt, d.ptOK = d.payloadTypeFor(d.source.mimeType)
+	}
 }
 
 // payloadTypeFor returns the subscriber's payload type for a codec.
@@ -247,10 +262,10 @@ func (d *DownTrack) forward(src *Publication, quality int, h *rtp.Header, payloa
 		}
 		d.needKeyframe = false
 	}
-	pt, ok := d.payloadTypeFor(src.mimeType)
-	if !ok {
+	if !d.ptOK {
 		return // the subscriber cannot decode this codec
 	}
+	pt := d.pt
 	// The header lives in the track, not on the stack: passed to an
 	// interface it would escape, one allocation per packet.
 	out := &d.out
