@@ -26,9 +26,12 @@ type Config struct {
 	MaxTracksPerParticipant int `toml:"max_tracks_per_participant"`
 	// MaxParticipantsPerRoom bounds a room.
 	MaxParticipantsPerRoom int `toml:"max_participants_per_room"`
-	// VideoCacheSize and AudioCacheSize are the packets kept per track to
-	// answer NACKs. Browsers do not NACK Opus (no nack feedback is offered
-	// for it), so the audio cache only serves clients that do.
+	// NACKHistory is how much of each track is kept to answer NACKs; the
+	// memory it takes follows the track's bitrate.
+	NACKHistory time.Duration `toml:"nack_history"`
+	// VideoCacheSize and AudioCacheSize bound the packets kept per track.
+	// Browsers do not NACK Opus (no nack feedback is offered for it), so
+	// the audio cache only serves clients that do.
 	VideoCacheSize int `toml:"video_cache_packets"`
 	AudioCacheSize int `toml:"audio_cache_packets"`
 	// ICEDisconnectedTimeout and ICEFailedTimeout decide when a silent peer is
@@ -49,7 +52,8 @@ func DefaultConfig() Config {
 		PLIInterval:             500 * time.Millisecond,
 		MaxTracksPerParticipant: 8,
 		MaxParticipantsPerRoom:  16,
-		VideoCacheSize:          256,
+		NACKHistory:             time.Second,
+		VideoCacheSize:          512,
 		AudioCacheSize:          16,
 		ICEDisconnectedTimeout:  5 * time.Second,
 		ICEFailedTimeout:        25 * time.Second,
@@ -90,6 +94,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("sfu.max_tracks_per_participant: %d is outside 1..32", c.MaxTracksPerParticipant)
 	case c.MaxParticipantsPerRoom < 2:
 		return fmt.Errorf("sfu.max_participants_per_room: %d is below 2", c.MaxParticipantsPerRoom)
+	case c.NACKHistory < 100*time.Millisecond || c.NACKHistory > 10*time.Second:
+		return fmt.Errorf("sfu.nack_history: %s is outside 100ms..10s", c.NACKHistory)
 	case c.VideoCacheSize < 16 || c.VideoCacheSize > 32768:
 		return fmt.Errorf("sfu.video_cache_packets: %d is outside 16..32768", c.VideoCacheSize)
 	case c.AudioCacheSize < 16 || c.AudioCacheSize > 32768:

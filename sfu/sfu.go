@@ -58,6 +58,10 @@ type SFU struct {
 
 	stop chan struct{}
 	wg   sync.WaitGroup
+
+	// started anchors packet arrival times on the monotonic clock, so a
+	// wall-clock step cannot make cached packets look young or old.
+	started time.Time
 }
 
 // ErrDraining refuses new rooms while the server shuts down.
@@ -84,6 +88,7 @@ func New(p Params) (*SFU, error) {
 		speaker: p.OnActiveSpeaker,
 		rooms:   map[string]*Room{},
 		stop:    make(chan struct{}),
+		started: time.Now(),
 	}
 	s.metrics = newMetrics(s)
 	if p.Registerer != nil {

@@ -115,7 +115,7 @@ func (p *Publication) addLayer(quality int, rid string, ssrc uint32) *layer {
 		quality: quality,
 		rid:     rid,
 		ssrc:    ssrc,
-		cache:   packetcache.New(size),
+		cache:   packetcache.New(size, p.owner.room.sfu.cfg.NACKHistory),
 		stats:   rtpstats.NewReceiver(p.clockRate),
 		rateAt:  time.Now(),
 	}
@@ -181,7 +181,7 @@ func (p *Publication) handleRTP(l *layer, pkt []byte, h *rtp.Header, now time.Ti
 	if l.stats.HasMissing() && !p.owner.attention.Load() {
 		p.owner.attention.Store(true)
 	}
-	l.cache.Store(h.SequenceNumber, pkt)
+	l.cache.Store(h.SequenceNumber, pkt, int64(now.Sub(p.owner.room.sfu.started)))
 	if len(payload) == 0 {
 		return // padding only, a bandwidth probe of the publisher
 	}
