@@ -73,7 +73,8 @@ type apiSet struct {
 }
 
 type builtAPI struct {
-	api *webrtc.API
+	api   *webrtc.API
+	media *webrtc.MediaEngine
 }
 
 // socketBuffer is the kernel buffer asked for on media sockets, so that a
@@ -174,8 +175,9 @@ func (s *apiSet) close() {
 }
 
 // newPeerConnection builds a PeerConnection that knows Opus and the given
-// video codecs (none for audio-only).
-func (s *apiSet) newPeerConnection(video []string) (*webrtc.PeerConnection, error) {
+// video codecs (none for audio-only). A connection that receives media
+// passes the taps its incoming streams are to be read from.
+func (s *apiSet) newPeerConnection(video []string, taps *tapSet) (*webrtc.PeerConnection, error) {
 	key := strings.Join(video, ",")
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -187,7 +189,16 @@ func (s *apiSet) newPeerConnection(video []string) (*webrtc.PeerConnection, erro
 		}
 		s.apis[key] = b
 	}
-	pc, err := b.api.NewPeerConnection(webrtc.Configuration{
+	api := b.api
+	if taps != nil {
+		// The buffer factory is a setting, so a connection with its own
+		// taps needs its own API; the media engine is shared (pion copies
+		// it per connection anyway).
+		settings := s.settings
+		settings.BufferFactory = taps.bufferFactory
+		api = webrtc.NewAPI(webrtc.WithMediaEngine(b.media), webrtc.WithInterceptorRegistry(&interceptor.Registry{}), webrtc.WithSettingEngine(settings))
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{
 		SDPSemantics: webrtc.SDPSemanticsUnifiedPlanWithFallback,
 		BundlePolicy: webrtc.BundlePolicyMaxBundle,
 	})
@@ -237,7 +248,7 @@ func (s *apiSet) buildAPI(video []string) (*builtAPI, error) {
 		}
 	}
 
-	b := &builtAPI{}
+	b := &builtAPI{media: m}
 	// No interceptors: NACKs, keyframe requests, RTCP reports, transport-wide
 	// numbering and feedback, and the bandwidth estimate are the SFU's own
 	// work, done where it touches each packet anyway.

@@ -79,6 +79,18 @@ func TestForwardsVideoIntactAndInOrder(t *testing.T) {
 	if first := sub.snapshot(webrtc.RTPCodecTypeVideo)[0]; first.Payload[1]&0x01 != 0 {
 		t.Fatalf("subscriber started on an inter frame, not a keyframe")
 	}
+	// The run went the short way: straight from SRTP decryption to the
+	// forwarding, without a reader goroutine per track.
+	pubP.mu.Lock()
+	defer pubP.mu.Unlock()
+	if len(pubP.publications) == 0 {
+		t.Fatal("no publication")
+	}
+	for _, p := range pubP.publications {
+		if l := p.layer(0); l == nil || !l.tapped.Load() {
+			t.Fatalf("%s track not read through its tap", p.Kind())
+		}
+	}
 }
 
 func TestPLIFromSubscriberReachesPublisherThrottled(t *testing.T) {

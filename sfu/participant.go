@@ -232,12 +232,13 @@ func (p *Participant) subPC() *webrtc.PeerConnection {
 }
 
 func (p *Participant) newPublishingPC() (*webrtc.PeerConnection, error) {
-	pc, err := p.room.sfu.apis.newPeerConnection(p.videoCodecs())
+	taps := newTapSet()
+	pc, err := p.room.sfu.apis.newPeerConnection(p.videoCodecs(), taps)
 	if err != nil {
 		return nil, err
 	}
 	pc.OnTrack(func(track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
-		p.onTrack(pc, track, receiver)
+		p.onTrack(pc, taps.find(uint32(track.SSRC())), track, receiver)
 	})
 	p.watchConnection(pc, "pub")
 	return pc, nil
@@ -260,7 +261,7 @@ func (p *Participant) Play(offer string) (string, error) {
 	pc := p.sub
 	if pc == nil {
 		var err error
-		if pc, err = p.room.sfu.apis.newPeerConnection(p.videoCodecs()); err != nil {
+		if pc, err = p.room.sfu.apis.newPeerConnection(p.videoCodecs(), nil); err != nil {
 			p.mu.Unlock()
 			return "", err
 		}

@@ -12,8 +12,9 @@ import (
 )
 
 // onTrack registers a track (or one simulcast layer of it) that the client
-// started publishing, and starts its reader.
-func (p *Participant) onTrack(pc *webrtc.PeerConnection, track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
+// started publishing, and starts its reader. tap is the stream's buffer
+// when the connection has taps.
+func (p *Participant) onTrack(pc *webrtc.PeerConnection, tap *rtpTap, track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
 	if track.Kind() == webrtc.RTPCodecTypeVideo && p.videoCodecs() == nil {
 		// voiceOnly: video that arrives anyway is neither forwarded nor counted.
 		return
@@ -56,7 +57,7 @@ func (p *Participant) onTrack(pc *webrtc.PeerConnection, track *webrtc.TrackRemo
 	p.log.Info("track published", "track", track.ID(), "kind", track.Kind().String(), "codec", codec.MimeType, "rid", track.RID())
 	go func() {
 		defer p.wg.Done()
-		pub.readRTP(l, track)
+		pub.readRTP(l, track, tap)
 		p.layerEnded(pub, l)
 	}()
 	go func() {

@@ -53,7 +53,7 @@ func (r *Room) Join(opts ParticipantOptions) (*Participant, error) {
 	}
 	p := newParticipant(r, opts)
 	if opts.Subscribe == SubscribeDynamic {
-		pc, err := r.sfu.apis.newPeerConnection(p.videoCodecs())
+		pc, err := r.sfu.apis.newPeerConnection(p.videoCodecs(), nil)
 		if err != nil {
 			return nil, err
 		}

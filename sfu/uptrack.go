@@ -60,6 +60,7 @@ type layer struct {
 	lastPLIAt  atomic.Int64
 	pliPending atomic.Bool
 	bitrate    atomic.Int64 // bit/s over the last measurement period
+	tapped     atomic.Bool  // packets come from the decrypting goroutine, no reader in between
 
 	rateBytes uint64 // bytes at the last rate measurement; owned by the rate ticker
 	rateAt    time.Time
@@ -140,16 +141,26 @@ func (p *Publication) activeLayers(now time.Time) (active [maxLayers]bool) {
 	return active
 }
 
-// readRTP is the reader goroutine of one layer of a WebRTC publisher.
-func (p *Publication) readRTP(l *layer, track *webrtc.TrackRemote) {
+// readRTP is the reader goroutine of one layer of a WebRTC publisher. With
+// a tap it only delivers what pion read ahead, then hands the stream to the
+// tap and waits for its end; without one it reads every packet.
+func (p *Publication) readRTP(l *layer, track *webrtc.TrackRemote, tap *rtpTap) {
 	buf := make([]byte, packetcache.MaxPacketSize)
 	var h rtp.Header
+	var delivered uint64
+	handle := func(pkt []byte) { p.handleRTP(l, pkt, &h, time.Now()) }
 	for {
+		if tap != nil && tap.claim(delivered, handle) {
+			l.tapped.Store(true)
+			<-tap.Done()
+			return
+		}
 		n, _, err := track.Read(buf)
 		if err != nil {
 			return
 		}
-		p.handleRTP(l, buf[:n], &h, time.Now())
+		delivered++
+		handle(buf[:n])
 	}
 }
 

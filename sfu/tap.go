@@ -1,0 +1,185 @@
+package sfu
+
+import (
+	"io"
+	"sync"
+
+	"github.com/pion/transport/v5/packetio"
+)
+
+// Taps take a publisher's decrypted RTP straight from the goroutine that
+// decrypts it. Without them pion queues each packet in a buffer for a
+// reader goroutine per track, one more hand-off (a copy, a wake-up and a
+// switch) per packet; with them the SRTP session's read loop runs the
+// forwarding itself.
+//
+// A tap starts as a queue, because pion reads the first packets of a stream
+// itself (to find its payload type, mid and rid) before it announces the
+// track. The track's reader goroutine drains what pion has read ahead and
+// then claims the tap: from then on every packet goes to the handler, in
+// order, and the reader only waits for the stream to end.
+
+// tapQueueLimit bounds what a tap queues before it is claimed, as pion's
+// own buffer does (1 MB); a queue that fills drops packets.
+const tapQueueLimit = 1 << 20
+
+// rtpTap is the buffer of one incoming RTP stream (one SSRC).
+type rtpTap struct {
+	mu      sync.Mutex
+	queue   [][]byte
+	queued  int // bytes in queue
+	readOut uint64
+	handler func(pkt []byte)
+	closed  bool
+
+	ready   chan struct{} // a packet was queued or the tap closed
+	done    chan struct{} // closed with the tap
+	release func()        // forgets the tap in its set
+}
+
+func newRTPTap() *rtpTap {
+	return &rtpTap{ready: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// Write is called by the SRTP session's read loop with a decrypted packet
+// in a buffer it reuses: the handler must be done with it on return.
+func (t *rtpTap) Write(pkt []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case t.closed:
+		return 0, io.ErrClosedPipe
+	case t.handler != nil:
+		t.handler(pkt)
+		return len(pkt), nil
+	case t.queued+len(pkt) > tapQueueLimit:
+		return 0, packetio.ErrFull
+	}
+	t.queue = append(t.queue, append([]byte(nil), pkt...))
+	t.queued += len(pkt)
+	select {
+	case t.ready <- struct{}{}:
+	default:
+	}
+	return len(pkt), nil
+}
+
+// Read returns the oldest queued packet, waiting for one. After the claim
+// nothing is queued any more and Read waits for the close.
+func (t *rtpTap) Read(buf []byte) (int, error) {
+	for {
+		t.mu.Lock()
+		if len(t.queue) > 0 {
+			pkt := t.queue[0]
+			if len(pkt) > len(buf) {
+				t.mu.Unlock()
+				return 0, io.ErrShortBuffer
+			}
+			t.queue[0] = nil
+			t.queue = t.queue[1:]
+			t.queued -= len(pkt)
+			t.readOut++
+			t.mu.Unlock()
+			return copy(buf, pkt), nil
+		}
+		closed := t.closed
+		t.mu.Unlock()
+		if closed {
+			return 0, io.EOF
+		}
+		<-t.ready
+	}
+}
+
+// Close ends the stream; it is called by pion when the track or the
+// connection goes away.
+func (t *rtpTap) Close() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil
+	}
+	t.closed = true
+	t.queue = nil
+	close(t.done)
+	if t.release != nil {
+		t.release()
+	}
+	select {
+	case t.ready <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// claim hands every later packet to handler, after the queued ones, once
+// the reader has delivered all the packets taken out of the tap so far
+// (pion may hold some it read ahead). It reports false when the reader
+// must read on first. handler runs under the tap's lock, one packet at a
+// time.
+func (t *rtpTap) claim(delivered uint64, handler func(pkt []byte)) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.readOut != delivered || t.closed {
+		return false
+	}
+	for _, pkt := range t.queue {
+		handler(pkt)
+	}
+	t.queue, t.queued = nil, 0
+	t.handler = handler
+	return true
+}
+
+// Done is closed when the stream ends.
+func (t *rtpTap) Done() <-chan struct{} { return t.done }
+
+// tapSet holds the taps of one PeerConnection by SSRC. It is that
+// connection's buffer factory, so a tap is always found on the connection
+// whose stream it is, whatever SSRCs other publishers chose.
+type tapSet struct {
+	mu     sync.Mutex
+	bySSRC map[uint32]*rtpTap
+}
+
+func newTapSet() *tapSet { return &tapSet{bySSRC: map[uint32]*rtpTap{}} }
+
+// bufferFactory is pion's SettingEngine.BufferFactory: RTP streams get a
+// tap, RTCP streams pion's usual buffer.
+func (s *tapSet) bufferFactory(kind packetio.BufferPacketType, ssrc uint32) io.ReadWriteCloser {
+	if kind != packetio.RTPBufferPacket {
+		b := packetio.NewBuffer()
+		b.SetLimitSize(100_000) // as pion's own RTCP buffers
+		return packetBuffer{b}
+	}
+	t := newRTPTap()
+	t.release = func() {
+		s.mu.Lock()
+		if s.bySSRC[ssrc] == t {
+			delete(s.bySSRC, ssrc)
+		}
+		s.mu.Unlock()
+	}
+	s.mu.Lock()
+	s.bySSRC[ssrc] = t
+	s.mu.Unlock()
+	return t
+}
+
+// find returns the open tap of ssrc, or nil.
+func (s *tapSet) find(ssrc uint32) *rtpTap {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.bySSRC[ssrc]
+}
+
+// packetBuffer gives packetio.Buffer the io.ReadWriter shape pion's SRTP
+// streams expect of a factory's buffers.
+type packetBuffer struct{ *packetio.Buffer }
+
+func (b packetBuffer) Read(buf []byte) (int, error) {
+	n, _, err := b.Buffer.Read(buf, nil)
+	return n, err
+}
+
+func (b packetBuffer) Write(buf []byte) (int, error) { return b.Buffer.Write(buf, nil) }
