@@ -11,7 +11,11 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/logging"
 	"github.com/pion/sdp/v3"
+	piontransport "github.com/pion/transport/v5"
+	"github.com/pion/transport/v5/stdnet"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/avs/avs/sfu/udpconn"
 )
 
 const (
@@ -129,7 +133,12 @@ func (s *apiSet) listenUDP(lf logging.LoggerFactory) error {
 		return fmt.Errorf("sfu.udp_listen %s: %w", s.cfg.UDPListen, err)
 	}
 	if (addr.IP == nil || addr.IP.IsUnspecified()) && addr.Port != 0 {
+		std, err := stdnet.NewNet()
+		if err != nil {
+			return fmt.Errorf("sfu.udp_listen %s: %w", s.cfg.UDPListen, err)
+		}
 		mux, err := ice.NewMultiUDPMuxFromPort(addr.Port,
+			ice.UDPMuxFromPortWithNet(mediaNet{std}),
 			ice.UDPMuxFromPortWithLogger(lf.NewLogger("udpmux")),
 			ice.UDPMuxFromPortWithReadBufferSize(socketBuffer),
 			ice.UDPMuxFromPortWithWriteBufferSize(socketBuffer),
@@ -147,13 +156,39 @@ func (s *apiSet) listenUDP(lf logging.LoggerFactory) error {
 	}
 	_ = conn.SetReadBuffer(socketBuffer)
 	_ = conn.SetWriteBuffer(socketBuffer)
-	mux := webrtc.NewICEUDPMux(lf.NewLogger("udpmux"), conn)
+	media, err := udpconn.Wrap(conn)
+	if err != nil {
+		_ = conn.Close()
+		return fmt.Errorf("sfu.udp_listen %s: %w", s.cfg.UDPListen, err)
+	}
+	mux := webrtc.NewICEUDPMux(lf.NewLogger("udpmux"), media)
 	s.udpMux, s.udpAddr = mux, conn.LocalAddr().(*net.UDPAddr)
 	s.settings.SetICEUDPMux(mux)
 	return nil
 }
 
 func (s *apiSet) closeUDP() { _ = s.udpMux.Close() }
+
+// mediaNet opens the media port's sockets with direct system calls on the
+// forwarding path (package udpconn); the rest is the standard network.
+type mediaNet struct{ piontransport.Net }
+
+func (n mediaNet) ListenUDP(network string, laddr *net.UDPAddr) (piontransport.UDPConn, error) {
+	conn, err := n.Net.ListenUDP(network, laddr)
+	if err != nil {
+		return nil, err
+	}
+	std, ok := conn.(*net.UDPConn)
+	if !ok {
+		return conn, nil
+	}
+	media, err := udpconn.Wrap(std)
+	if err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	return media, nil
+}
 
 // UDPAddr is where media arrives (the wildcard address with the port when
 // listening on every local address).

@@ -1,0 +1,19 @@
+// Package udpconn is the UDP socket of the SFU's media port: a
+// *net.UDPConn whose ReadFromAddrPort and WriteToAddrPort make their
+// system calls directly instead of through the Go scheduler's system-call
+// bookkeeping.
+//
+// The media socket is non-blocking and its calls never wait in the kernel;
+// when there is nothing to read (or no room to write) the goroutine parks
+// on the runtime's network poller like any other. Going around
+// entersyscall/exitsyscall matters less for their own cost than for the
+// runtime's monitor thread: with every P idle between packets it sleeps,
+// and the first system call after each idle spell wakes it, which on a
+// server that idles thousands of times a second costs a context switch
+// each time, on the very core that forwards the media.
+//
+// Only the two calls on the forwarding path are replaced; everything else
+// (deadlines, Close, buffer sizes, zoned IPv6 destinations) is the
+// standard library's. On systems other than Linux Wrap returns the
+// connection unchanged.
+package udpconn
