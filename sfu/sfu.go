@@ -223,24 +223,23 @@ func (s *SFU) runRTCPLoop() {
 	t := time.NewTicker(nackEvery)
 	defer t.Stop()
 	// Transport-wide feedback goes out every fifth tick (100 ms), as
-	// browsers expect it.
-	const feedbackEvery = 5
-	next := time.Now().Add(time.Second)
+	// browsers expect it, and the full pass every fiftieth (1 s). Each
+	// participant has its own phase, so that the sends of a busy server
+	// are spread over the ticks instead of leaving in one burst that holds
+	// up forwarding.
+	const feedbackEvery, fullPassEvery = 5, 50
 	for n := 0; ; n++ {
 		select {
 		case <-s.stop:
 			return
 		case now := <-t.C:
-			second := !now.Before(next)
-			if second {
-				next = now.Add(time.Second)
-			}
 			if list := s.everyone.Load(); list != nil {
-				for _, p := range *list {
-					if n%feedbackEvery == 0 {
+				for i, p := range *list {
+					phase := n + i
+					if phase%feedbackEvery == 0 {
 						p.sendTransportFeedback()
 					}
-					p.tick(now, second)
+					p.tick(now, phase%fullPassEvery == 0)
 				}
 			}
 		}
