@@ -210,8 +210,8 @@ func (s *apiSet) close() {
 }
 
 // newPeerConnection builds a PeerConnection that knows Opus and the given
-// video codecs (none for audio-only). A connection that receives media
-// passes the taps its incoming streams are to be read from.
+// video codecs (none for audio-only), whose incoming streams are read
+// through taps.
 func (s *apiSet) newPeerConnection(video []string, taps *tapSet) (*webrtc.PeerConnection, error) {
 	key := strings.Join(video, ",")
 	s.mu.Lock()
@@ -224,15 +224,12 @@ func (s *apiSet) newPeerConnection(video []string, taps *tapSet) (*webrtc.PeerCo
 		}
 		s.apis[key] = b
 	}
-	api := b.api
-	if taps != nil {
-		// The buffer factory is a setting, so a connection with its own
-		// taps needs its own API; the media engine is shared (pion copies
-		// it per connection anyway).
-		settings := s.settings
-		settings.BufferFactory = taps.bufferFactory
-		api = webrtc.NewAPI(webrtc.WithMediaEngine(b.media), webrtc.WithInterceptorRegistry(&interceptor.Registry{}), webrtc.WithSettingEngine(settings))
-	}
+	// The buffer factory is a setting, so a connection with its own taps
+	// needs its own API; the media engine is shared (pion copies it per
+	// connection anyway).
+	settings := s.settings
+	settings.BufferFactory = taps.bufferFactory
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(b.media), webrtc.WithInterceptorRegistry(&interceptor.Registry{}), webrtc.WithSettingEngine(settings))
 	pc, err := api.NewPeerConnection(webrtc.Configuration{
 		SDPSemantics: webrtc.SDPSemanticsUnifiedPlanWithFallback,
 		BundlePolicy: webrtc.BundlePolicyMaxBundle,

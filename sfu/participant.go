@@ -75,6 +75,7 @@ type Participant struct {
 	mu           sync.Mutex
 	pub          *webrtc.PeerConnection
 	sub          *webrtc.PeerConnection
+	subTaps      *tapSet    // the incoming streams of sub
 	transport    *transport // the subscribing connection's numbering and estimate; nil for a publisher only
 	publications map[string]*Publication
 	downTracks   map[*Publication]*DownTrack // dynamic mode
@@ -238,7 +239,7 @@ func (p *Participant) newPublishingPC() (*webrtc.PeerConnection, error) {
 		return nil, err
 	}
 	pc.OnTrack(func(track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
-		p.onTrack(pc, taps.find(uint32(track.SSRC())), track, receiver)
+		p.onTrack(pc, taps, track, receiver)
 	})
 	p.watchConnection(pc, "pub")
 	return pc, nil
@@ -261,11 +262,12 @@ func (p *Participant) Play(offer string) (string, error) {
 	pc := p.sub
 	if pc == nil {
 		var err error
-		if pc, err = p.room.sfu.apis.newPeerConnection(p.videoCodecs(), nil); err != nil {
+		taps := newTapSet()
+		if pc, err = p.room.sfu.apis.newPeerConnection(p.videoCodecs(), taps); err != nil {
 			p.mu.Unlock()
 			return "", err
 		}
-		p.sub = pc
+		p.sub, p.subTaps = pc, taps
 		p.watchConnection(pc, "sub")
 	}
 	p.mu.Unlock()

@@ -12,9 +12,8 @@ import (
 )
 
 // onTrack registers a track (or one simulcast layer of it) that the client
-// started publishing, and starts its reader. tap is the stream's buffer
-// when the connection has taps.
-func (p *Participant) onTrack(pc *webrtc.PeerConnection, tap *rtpTap, track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
+// started publishing, and starts its reader. taps are the connection's.
+func (p *Participant) onTrack(pc *webrtc.PeerConnection, taps *tapSet, track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
 	if track.Kind() == webrtc.RTPCodecTypeVideo && p.videoCodecs() == nil {
 		// voiceOnly: video that arrives anyway is neither forwarded nor counted.
 		return
@@ -51,18 +50,15 @@ func (p *Participant) onTrack(pc *webrtc.PeerConnection, tap *rtpTap, track *web
 		quality = 0
 	}
 	l := pub.addLayer(quality, track.RID(), uint32(track.SSRC()))
-	p.wg.Add(2)
+	p.wg.Add(1)
 	p.mu.Unlock()
 
 	p.log.Info("track published", "track", track.ID(), "kind", track.Kind().String(), "codec", codec.MimeType, "rid", track.RID())
+	taps.handleRTCP(l.ssrc, func(pkt []byte) { p.handlePublisherRTCP(l, pkt) })
 	go func() {
 		defer p.wg.Done()
-		pub.readRTP(l, track, tap)
+		pub.readRTP(l, track, taps.find(l.ssrc))
 		p.layerEnded(pub, l)
-	}()
-	go func() {
-		defer p.wg.Done()
-		p.readReceiverRTCP(receiver, track.RID(), l)
 	}()
 	if !existed {
 		p.room.publish(pub)
@@ -88,50 +84,38 @@ func (p *Participant) layerEnded(pub *Publication, l *layer) {
 	p.room.unpublish(pub)
 }
 
-// readReceiverRTCP reads the publisher's sender reports for one layer.
-func (p *Participant) readReceiverRTCP(receiver *webrtc.RTPReceiver, rid string, l *layer) {
-	for {
-		var pkts []rtcp.Packet
-		var err error
-		if rid != "" {
-			pkts, _, err = receiver.ReadSimulcastRTCP(rid)
-		} else {
-			pkts, _, err = receiver.ReadRTCP()
-		}
-		if err != nil {
-			if isClosedErr(err) || p.ctx.Err() != nil {
-				return
-			}
-			p.room.sfu.metrics.malformedRTCP.Add(1)
-			continue
-		}
-		now := time.Now()
-		for _, pkt := range pkts {
-			if sr, ok := pkt.(*rtcp.SenderReport); ok && sr.SSRC == l.ssrc {
-				l.stats.SenderReport(sr.NTPTime, now)
-			}
+// handlePublisherRTCP takes the publisher's sender reports for one layer.
+func (p *Participant) handlePublisherRTCP(l *layer, pkt []byte) {
+	pkts, err := rtcp.Unmarshal(pkt)
+	if err != nil {
+		p.room.sfu.metrics.malformedRTCP.Add(1)
+		return
+	}
+	now := time.Now()
+	for _, pkt := range pkts {
+		if sr, ok := pkt.(*rtcp.SenderReport); ok && sr.SSRC == l.ssrc {
+			l.stats.SenderReport(sr.NTPTime, now)
 		}
 	}
 }
 
-// startSenderRTCP reads what a subscriber says about one of its tracks:
-// keyframe requests, NACKs and receiver reports.
+// startSenderRTCP hands what a subscriber says about one of its tracks
+// (keyframe requests, NACKs, receiver reports, transport-wide feedback)
+// to handleSubscriberRTCP, from the goroutine that decrypts it.
 func (p *Participant) startSenderRTCP(sender *webrtc.RTPSender, dt *DownTrack) {
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			pkts, _, err := sender.ReadRTCP()
+	p.mu.Lock()
+	taps := p.subTaps
+	p.mu.Unlock()
+	for _, enc := range sender.GetParameters().Encodings {
+		taps.handleRTCP(uint32(enc.SSRC), func(pkt []byte) {
+			pkts, err := rtcp.Unmarshal(pkt)
 			if err != nil {
-				if isClosedErr(err) || p.ctx.Err() != nil {
-					return
-				}
 				p.room.sfu.metrics.malformedRTCP.Add(1)
-				continue
+				return
 			}
 			p.handleSubscriberRTCP(dt, pkts)
-		}
-	}()
+		})
+	}
 }
 
 func (p *Participant) handleSubscriberRTCP(dt *DownTrack, pkts []rtcp.Packet) {

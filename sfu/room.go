@@ -53,11 +53,12 @@ func (r *Room) Join(opts ParticipantOptions) (*Participant, error) {
 	}
 	p := newParticipant(r, opts)
 	if opts.Subscribe == SubscribeDynamic {
-		pc, err := r.sfu.apis.newPeerConnection(p.videoCodecs(), nil)
+		taps := newTapSet()
+		pc, err := r.sfu.apis.newPeerConnection(p.videoCodecs(), taps)
 		if err != nil {
 			return nil, err
 		}
-		p.sub = pc
+		p.sub, p.subTaps = pc, taps
 		p.watchConnection(pc, "sub")
 	}
 	r.mu.Lock()

@@ -7,27 +7,34 @@ import (
 	"github.com/pion/transport/v5/packetio"
 )
 
-// Taps take a publisher's decrypted RTP straight from the goroutine that
-// decrypts it. Without them pion queues each packet in a buffer for a
-// reader goroutine per track, one more hand-off (a copy, a wake-up and a
-// switch) per packet; with them the SRTP session's read loop runs the
-// forwarding itself.
+// Taps take decrypted RTP and RTCP straight from the goroutine that
+// decrypts them. Without them pion queues each packet in a buffer for a
+// reader goroutine per stream, one more hand-off (a copy, a wake-up and a
+// switch) per packet; with them the SRTP and SRTCP sessions' read loops
+// run the forwarding and the feedback handling themselves, and the
+// per-stream RTCP readers do not exist at all.
 //
-// A tap starts as a queue, because pion reads the first packets of a stream
-// itself (to find its payload type, mid and rid) before it announces the
-// track. The track's reader goroutine drains what pion has read ahead and
-// then claims the tap: from then on every packet goes to the handler, in
-// order, and the reader only waits for the stream to end.
+// An RTP tap starts as a queue, because pion reads the first packets of a
+// stream itself (to find its payload type, mid and rid) before it
+// announces the track. The track's reader goroutine drains what pion has
+// read ahead and then claims the tap: from then on every packet goes to
+// the handler, in order, and the reader only waits for the stream to end.
+// Nothing in pion reads RTCP streams, so their handlers are set as soon as
+// both the stream and the handler exist.
 
-// tapQueueLimit bounds what a tap queues before it is claimed, as pion's
-// own buffer does (1 MB); a queue that fills drops packets.
-const tapQueueLimit = 1 << 20
+// Taps queue at most what pion's own buffers hold (1 MB of RTP, 100 kB of
+// RTCP) before they are claimed; a queue that fills drops packets.
+const (
+	rtpQueueLimit  = 1 << 20
+	rtcpQueueLimit = 100_000
+)
 
-// rtpTap is the buffer of one incoming RTP stream (one SSRC).
+// rtpTap is the buffer of one incoming RTP or RTCP stream (one SSRC).
 type rtpTap struct {
 	mu      sync.Mutex
 	queue   [][]byte
 	queued  int // bytes in queue
+	limit   int // most bytes queued
 	readOut uint64
 	handler func(pkt []byte)
 	closed  bool
@@ -37,8 +44,8 @@ type rtpTap struct {
 	release func()        // forgets the tap in its set
 }
 
-func newRTPTap() *rtpTap {
-	return &rtpTap{ready: make(chan struct{}, 1), done: make(chan struct{})}
+func newRTPTap(limit int) *rtpTap {
+	return &rtpTap{limit: limit, ready: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 // Write is called by the SRTP session's read loop with a decrypted packet
@@ -52,7 +59,7 @@ func (t *rtpTap) Write(pkt []byte) (int, error) {
 	case t.handler != nil:
 		t.handler(pkt)
 		return len(pkt), nil
-	case t.queued+len(pkt) > tapQueueLimit:
+	case t.queued+len(pkt) > t.limit:
 		return 0, packetio.ErrFull
 	}
 	t.queue = append(t.queue, append([]byte(nil), pkt...))
@@ -136,50 +143,63 @@ func (t *rtpTap) Done() <-chan struct{} { return t.done }
 
 // tapSet holds the taps of one PeerConnection by SSRC. It is that
 // connection's buffer factory, so a tap is always found on the connection
-// whose stream it is, whatever SSRCs other publishers chose.
+// whose stream it is, whatever SSRCs other peers chose.
 type tapSet struct {
 	mu     sync.Mutex
-	bySSRC map[uint32]*rtpTap
+	taps   map[tapKey]*rtpTap
+	onRTCP map[uint32]func(pkt []byte) // handlers of RTCP streams not open yet
 }
 
-func newTapSet() *tapSet { return &tapSet{bySSRC: map[uint32]*rtpTap{}} }
+type tapKey struct {
+	rtcp bool
+	ssrc uint32
+}
 
-// bufferFactory is pion's SettingEngine.BufferFactory: RTP streams get a
-// tap, RTCP streams pion's usual buffer.
+func newTapSet() *tapSet {
+	return &tapSet{taps: map[tapKey]*rtpTap{}, onRTCP: map[uint32]func([]byte){}}
+}
+
+// bufferFactory is pion's SettingEngine.BufferFactory.
 func (s *tapSet) bufferFactory(kind packetio.BufferPacketType, ssrc uint32) io.ReadWriteCloser {
-	if kind != packetio.RTPBufferPacket {
-		b := packetio.NewBuffer()
-		b.SetLimitSize(100_000) // as pion's own RTCP buffers
-		return packetBuffer{b}
+	key := tapKey{rtcp: kind == packetio.RTCPBufferPacket, ssrc: ssrc}
+	t := newRTPTap(rtpQueueLimit)
+	if key.rtcp {
+		t.limit = rtcpQueueLimit
 	}
-	t := newRTPTap()
 	t.release = func() {
 		s.mu.Lock()
-		if s.bySSRC[ssrc] == t {
-			delete(s.bySSRC, ssrc)
+		if s.taps[key] == t {
+			delete(s.taps, key)
 		}
 		s.mu.Unlock()
 	}
 	s.mu.Lock()
-	s.bySSRC[ssrc] = t
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	if h := s.onRTCP[ssrc]; key.rtcp && h != nil {
+		t.handler = h
+		delete(s.onRTCP, ssrc)
+	}
+	s.taps[key] = t
 	return t
 }
 
-// find returns the open tap of ssrc, or nil.
+// find returns the open RTP tap of ssrc, or nil.
 func (s *tapSet) find(ssrc uint32) *rtpTap {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.bySSRC[ssrc]
+	return s.taps[tapKey{ssrc: ssrc}]
 }
 
-// packetBuffer gives packetio.Buffer the io.ReadWriter shape pion's SRTP
-// streams expect of a factory's buffers.
-type packetBuffer struct{ *packetio.Buffer }
-
-func (b packetBuffer) Read(buf []byte) (int, error) {
-	n, _, err := b.Buffer.Read(buf, nil)
-	return n, err
+// handleRTCP gives the RTCP about ssrc to handler, from now if the stream
+// is open, else from when pion opens it.
+func (s *tapSet) handleRTCP(ssrc uint32, handler func(pkt []byte)) {
+	s.mu.Lock()
+	t := s.taps[tapKey{rtcp: true, ssrc: ssrc}]
+	if t == nil {
+		s.onRTCP[ssrc] = handler
+	}
+	s.mu.Unlock()
+	if t != nil {
+		t.claim(0, handler)
+	}
 }
-
-func (b packetBuffer) Write(buf []byte) (int, error) { return b.Buffer.Write(buf, nil) }

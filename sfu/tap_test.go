@@ -27,7 +27,7 @@ func TestRTPTapClaim(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tap := newRTPTap()
+			tap := newRTPTap(rtpQueueLimit)
 			for i := range tt.queued {
 				if _, err := tap.Write([]byte{byte(i), 0xaa}); err != nil {
 					t.Fatal(err)
@@ -61,7 +61,7 @@ func TestRTPTapClaim(t *testing.T) {
 }
 
 func TestRTPTapQueueCopiesAndEnds(t *testing.T) {
-	tap := newRTPTap()
+	tap := newRTPTap(rtpQueueLimit)
 	pkt := []byte{1, 2, 3}
 	if _, err := tap.Write(pkt); err != nil {
 		t.Fatal(err)
@@ -99,10 +99,10 @@ func TestRTPTapQueueCopiesAndEnds(t *testing.T) {
 }
 
 func TestRTPTapQueueLimit(t *testing.T) {
-	tap := newRTPTap()
+	tap := newRTPTap(rtpQueueLimit)
 	pkt := make([]byte, 1200)
 	var err error
-	for i := 0; i <= tapQueueLimit/len(pkt) && err == nil; i++ {
+	for i := 0; i <= rtpQueueLimit/len(pkt) && err == nil; i++ {
 		_, err = tap.Write(pkt)
 	}
 	if !errors.Is(err, packetio.ErrFull) {
@@ -113,21 +113,56 @@ func TestRTPTapQueueLimit(t *testing.T) {
 func TestTapSetFindsOwnStreams(t *testing.T) {
 	s := newTapSet()
 	rtp := s.bufferFactory(packetio.RTPBufferPacket, 42)
-	rtcpBuf := s.bufferFactory(packetio.RTCPBufferPacket, 42)
 	if s.find(42) != rtp {
 		t.Fatal("RTP stream's tap not found by SSRC")
-	}
-	if _, ok := rtcpBuf.(*rtpTap); ok {
-		t.Fatal("RTCP stream got a tap")
-	}
-	if _, err := rtcpBuf.Write([]byte{1}); err != nil {
-		t.Fatal(err)
-	}
-	if n, err := rtcpBuf.Read(make([]byte, 4)); n != 1 || err != nil {
-		t.Fatalf("RTCP buffer Read = %d %v", n, err)
 	}
 	_ = rtp.Close()
 	if s.find(42) != nil {
 		t.Fatal("closed tap still found")
+	}
+}
+
+func TestTapSetRTCPHandlers(t *testing.T) {
+	tests := []struct {
+		name          string
+		handlerFirst  bool // the handler is known before pion opens the stream
+		queuedEarlier int  // RTCP that arrived between the stream's opening and the handler
+	}{
+		{name: "handler before the stream", handlerFirst: true},
+		{name: "stream before the handler", queuedEarlier: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newTapSet()
+			var got []byte
+			handler := func(pkt []byte) { got = append(got, pkt[0]) }
+			if tt.handlerFirst {
+				s.handleRTCP(7, handler)
+			}
+			stream := s.bufferFactory(packetio.RTCPBufferPacket, 7)
+			if s.find(7) != nil {
+				t.Fatal("an RTCP tap was taken for the RTP stream of the same SSRC")
+			}
+			for i := range tt.queuedEarlier {
+				_, _ = stream.Write([]byte{byte(i)})
+			}
+			if !tt.handlerFirst {
+				s.handleRTCP(7, handler)
+			}
+			_, _ = stream.Write([]byte{9})
+			want := []byte{}
+			for i := range tt.queuedEarlier {
+				want = append(want, byte(i))
+			}
+			want = append(want, 9)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("handler saw %v, want %v", got, want)
+			}
+			other := s.bufferFactory(packetio.RTCPBufferPacket, 8)
+			_, _ = other.Write([]byte{1})
+			if len(got) != len(want) {
+				t.Fatal("the handler of SSRC 7 saw RTCP of SSRC 8")
+			}
+		})
 	}
 }
