@@ -104,6 +104,7 @@ func newAPISet(cfg Config, log *slog.Logger) (*apiSet, error) {
 		networks = append(networks, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
 	}
 	s.settings.SetNetworkTypes(networks)
+	s.settings.SetIPFilter(reachableIP)
 	if s.udpAddr.IP.IsLoopback() {
 		s.settings.SetIncludeLoopbackCandidate(true)
 	}
@@ -139,6 +140,7 @@ func (s *apiSet) listenUDP(lf logging.LoggerFactory) error {
 		}
 		mux, err := ice.NewMultiUDPMuxFromPort(addr.Port,
 			ice.UDPMuxFromPortWithNet(mediaNet{std}),
+			ice.UDPMuxFromPortWithIPFilter(reachableIP),
 			ice.UDPMuxFromPortWithLogger(lf.NewLogger("udpmux")),
 			ice.UDPMuxFromPortWithReadBufferSize(socketBuffer),
 			ice.UDPMuxFromPortWithWriteBufferSize(socketBuffer),
@@ -168,6 +170,11 @@ func (s *apiSet) listenUDP(lf logging.LoggerFactory) error {
 }
 
 func (s *apiSet) closeUDP() { _ = s.udpMux.Close() }
+
+// reachableIP keeps the addresses worth offering as candidates: a
+// link-local IPv6 address reaches only hosts on the server's own link,
+// and each candidate costs every connection a socket reader and buffers.
+func reachableIP(ip net.IP) bool { return !ip.IsLinkLocalUnicast() }
 
 // mediaNet opens the media port's sockets with direct system calls on the
 // forwarding path (package udpconn); the rest is the standard network.
