@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"net"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -428,5 +429,54 @@ func TestPublicIPReplacesHostCandidates(t *testing.T) {
 	}
 	if !strings.Contains(answer, " 203.0.113.7 ") || strings.Contains(answer, " 127.0.0.1 ") {
 		t.Fatalf("the answer does not announce only the public address:\n%s", answer)
+	}
+}
+
+func TestWildcardListenGathersNoLinkLocalCandidates(t *testing.T) {
+	var linkLocal bool
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.IsLinkLocalUnicast() && n.IP.To4() == nil {
+			linkLocal = true
+		}
+	}
+	if !linkLocal {
+		t.Skip("no link-local IPv6 address on this machine: nothing to leave out")
+	}
+	free, err := net.ListenUDP("udp", &net.UDPAddr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := free.LocalAddr().(*net.UDPAddr).Port
+	_ = free.Close()
+	s := newTestSFU(t, func(c *Config) { c.UDPListen = net.JoinHostPort("", strconv.Itoa(port)) })
+	room, _ := s.Room("ll", RoomOptions{})
+	p, _ := room.Join(ParticipantOptions{ID: "camera"})
+	pc := newClientPC(t, nil)
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Offer(offerAll(t, pc, nil)); err != nil {
+		t.Fatal(err)
+	}
+	// Pion leaves link-local addresses out of the SDP but would still
+	// gather them, each with a reader goroutine and buffers; the server's
+	// own statistics list what it gathered.
+	p.mu.Lock()
+	server := p.pub
+	p.mu.Unlock()
+	var gathered int
+	for _, st := range server.GetStats() {
+		c, ok := st.(webrtc.ICECandidateStats)
+		if !ok || c.Type != webrtc.StatsTypeLocalCandidate {
+			continue
+		}
+		gathered++
+		if ip := net.ParseIP(c.IP); ip != nil && ip.IsLinkLocalUnicast() {
+			t.Fatalf("link-local candidate gathered: %s %s", c.Protocol, c.IP)
+		}
+	}
+	if gathered == 0 {
+		t.Fatal("no local candidates in the server's statistics")
 	}
 }
