@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -143,6 +144,25 @@ func TestSimulcastLayerSwitchOnKeyframe(t *testing.T) {
 	}
 	if switches < 2 {
 		t.Fatalf("saw %d layer switches, want at least 2", switches)
+	}
+	// The layers' SSRCs were not in the SDP: pion read their first packets
+	// itself to find the rids, and the readers still handed over to the taps.
+	room.mu.Lock()
+	pubs := slices.Clone(room.publications)
+	room.mu.Unlock()
+	var tapped int
+	for _, pub := range pubs {
+		for q := range maxLayers {
+			if l := pub.layer(q); l != nil && pub.Kind() == webrtc.RTPCodecTypeVideo {
+				if !l.tapped.Load() {
+					t.Fatalf("simulcast layer %q not read through its tap", l.rid)
+				}
+				tapped++
+			}
+		}
+	}
+	if tapped != 3 {
+		t.Fatalf("%d tapped video layers, want 3", tapped)
 	}
 }
 
