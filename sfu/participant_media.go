@@ -1,9 +1,6 @@
 package sfu
 
 import (
-	"errors"
-	"io"
-	"net"
 	"time"
 
 	"github.com/pion/rtcp"
@@ -373,9 +370,4 @@ func toNTP(t time.Time) uint64 {
 	secs := uint64(t.Unix()) + ntpEpochOffset
 	frac := uint64(t.Nanosecond()) * (1 << 32) / 1e9
 	return secs<<32 | frac
-}
-
-// isClosedErr tells the end of a stream from a packet that failed to parse.
-func isClosedErr(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) || errors.Is(err, net.ErrClosed)
 }
