@@ -103,6 +103,9 @@ func (p *Participant) startSenderRTCP(sender *webrtc.RTPSender, dt *DownTrack) {
 	p.mu.Lock()
 	taps := p.subTaps
 	p.mu.Unlock()
+	if taps == nil {
+		return
+	}
 	for _, enc := range sender.GetParameters().Encodings {
 		taps.handleRTCP(uint32(enc.SSRC), func(pkt []byte) {
 			pkts, err := rtcp.Unmarshal(pkt)

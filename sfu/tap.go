@@ -29,8 +29,8 @@ const (
 	rtcpQueueLimit = 100_000
 )
 
-// rtpTap is the buffer of one incoming RTP or RTCP stream (one SSRC).
-type rtpTap struct {
+// streamTap is the buffer of one incoming RTP or RTCP stream (one SSRC).
+type streamTap struct {
 	mu      sync.Mutex
 	queue   [][]byte
 	queued  int // bytes in queue
@@ -44,13 +44,13 @@ type rtpTap struct {
 	release func()        // forgets the tap in its set
 }
 
-func newRTPTap(limit int) *rtpTap {
-	return &rtpTap{limit: limit, ready: make(chan struct{}, 1), done: make(chan struct{})}
+func newStreamTap(limit int) *streamTap {
+	return &streamTap{limit: limit, ready: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 // Write is called by the SRTP session's read loop with a decrypted packet
 // in a buffer it reuses: the handler must be done with it on return.
-func (t *rtpTap) Write(pkt []byte) (int, error) {
+func (t *streamTap) Write(pkt []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	switch {
@@ -73,7 +73,7 @@ func (t *rtpTap) Write(pkt []byte) (int, error) {
 
 // Read returns the oldest queued packet, waiting for one. After the claim
 // nothing is queued any more and Read waits for the close.
-func (t *rtpTap) Read(buf []byte) (int, error) {
+func (t *streamTap) Read(buf []byte) (int, error) {
 	for {
 		t.mu.Lock()
 		if len(t.queue) > 0 {
@@ -100,7 +100,7 @@ func (t *rtpTap) Read(buf []byte) (int, error) {
 
 // Close ends the stream; it is called by pion when the track or the
 // connection goes away.
-func (t *rtpTap) Close() error {
+func (t *streamTap) Close() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
@@ -124,7 +124,7 @@ func (t *rtpTap) Close() error {
 // (pion may hold some it read ahead). It reports false when the reader
 // must read on first. handler runs under the tap's lock, one packet at a
 // time.
-func (t *rtpTap) claim(delivered uint64, handler func(pkt []byte)) bool {
+func (t *streamTap) claim(delivered uint64, handler func(pkt []byte)) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.readOut != delivered || t.closed {
@@ -139,14 +139,14 @@ func (t *rtpTap) claim(delivered uint64, handler func(pkt []byte)) bool {
 }
 
 // Done is closed when the stream ends.
-func (t *rtpTap) Done() <-chan struct{} { return t.done }
+func (t *streamTap) Done() <-chan struct{} { return t.done }
 
 // tapSet holds the taps of one PeerConnection by SSRC. It is that
 // connection's buffer factory, so a tap is always found on the connection
 // whose stream it is, whatever SSRCs other peers chose.
 type tapSet struct {
 	mu     sync.Mutex
-	taps   map[tapKey]*rtpTap
+	taps   map[tapKey]*streamTap
 	onRTCP map[uint32]func(pkt []byte) // handlers of RTCP streams not open yet
 }
 
@@ -156,13 +156,13 @@ type tapKey struct {
 }
 
 func newTapSet() *tapSet {
-	return &tapSet{taps: map[tapKey]*rtpTap{}, onRTCP: map[uint32]func([]byte){}}
+	return &tapSet{taps: map[tapKey]*streamTap{}, onRTCP: map[uint32]func([]byte){}}
 }
 
 // bufferFactory is pion's SettingEngine.BufferFactory.
 func (s *tapSet) bufferFactory(kind packetio.BufferPacketType, ssrc uint32) io.ReadWriteCloser {
 	key := tapKey{rtcp: kind == packetio.RTCPBufferPacket, ssrc: ssrc}
-	t := newRTPTap(rtpQueueLimit)
+	t := newStreamTap(rtpQueueLimit)
 	if key.rtcp {
 		t.limit = rtcpQueueLimit
 	}
@@ -184,7 +184,7 @@ func (s *tapSet) bufferFactory(kind packetio.BufferPacketType, ssrc uint32) io.R
 }
 
 // find returns the open RTP tap of ssrc, or nil.
-func (s *tapSet) find(ssrc uint32) *rtpTap {
+func (s *tapSet) find(ssrc uint32) *streamTap {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.taps[tapKey{ssrc: ssrc}]

@@ -9,7 +9,7 @@ import (
 	"github.com/pion/transport/v5/packetio"
 )
 
-func TestRTPTapClaim(t *testing.T) {
+func TestStreamTapClaim(t *testing.T) {
 	tests := []struct {
 		name      string
 		queued    int    // packets written before the claim
@@ -27,7 +27,7 @@ func TestRTPTapClaim(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tap := newRTPTap(rtpQueueLimit)
+			tap := newStreamTap(rtpQueueLimit)
 			for i := range tt.queued {
 				if _, err := tap.Write([]byte{byte(i), 0xaa}); err != nil {
 					t.Fatal(err)
@@ -60,8 +60,8 @@ func TestRTPTapClaim(t *testing.T) {
 	}
 }
 
-func TestRTPTapQueueCopiesAndEnds(t *testing.T) {
-	tap := newRTPTap(rtpQueueLimit)
+func TestStreamTapQueueCopiesAndEnds(t *testing.T) {
+	tap := newStreamTap(rtpQueueLimit)
 	pkt := []byte{1, 2, 3}
 	if _, err := tap.Write(pkt); err != nil {
 		t.Fatal(err)
@@ -98,8 +98,8 @@ func TestRTPTapQueueCopiesAndEnds(t *testing.T) {
 	}
 }
 
-func TestRTPTapQueueLimit(t *testing.T) {
-	tap := newRTPTap(rtpQueueLimit)
+func TestStreamTapQueueLimit(t *testing.T) {
+	tap := newStreamTap(rtpQueueLimit)
 	pkt := make([]byte, 1200)
 	var err error
 	for i := 0; i <= rtpQueueLimit/len(pkt) && err == nil; i++ {

@@ -144,7 +144,7 @@ func (p *Publication) activeLayers(now time.Time) (active [maxLayers]bool) {
 // readRTP is the reader goroutine of one layer of a WebRTC publisher. With
 // a tap it only delivers what pion read ahead, then hands the stream to the
 // tap and waits for its end; without one it reads every packet.
-func (p *Publication) readRTP(l *layer, track *webrtc.TrackRemote, tap *rtpTap) {
+func (p *Publication) readRTP(l *layer, track *webrtc.TrackRemote, tap *streamTap) {
 	buf := make([]byte, packetcache.MaxPacketSize)
 	var h rtp.Header
 	var delivered uint64
