@@ -11,8 +11,8 @@
 // even if they are younger than the history. Storing and fetching copy bytes
 // and do not allocate, except for the rare Store that grows the arena.
 //
-// A Cache is safe for one writer (the track's reader) and any number of
-// concurrent readers (the subscribers' RTCP loops).
+// A Cache is safe for one writer (the goroutine forwarding the track) and
+// any number of concurrent readers (those answering subscribers' NACKs).
 package packetcache
 
 import (
@@ -31,7 +31,7 @@ const initialArena = 16 << 10
 // entry locates the packet last stored under a sequence number.
 type entry struct {
 	start   uint64 // absolute arena position: bytes ever written or skipped
-	arrival int64  // unix nanoseconds
+	arrival int64  // nanoseconds on the caller's clock
 	off     uint32 // start's offset in the arena, kept to avoid a division
 	seq     uint16
 	n       uint16 // length; 0 marks an empty entry
@@ -97,9 +97,9 @@ func (c *Cache) Bytes() int {
 	return len(c.arena)
 }
 
-// Store copies pkt, which arrived at arrival (unix nanoseconds), under seq,
-// replacing whatever seq's entry held. It reports false for empty packets and
-// packets too large to cache.
+// Store copies pkt, which arrived at arrival (nanoseconds on a monotonic
+// clock of the caller's), under seq, replacing whatever seq's entry held.
+// It reports false for empty packets and packets too large to cache.
 func (c *Cache) Store(seq uint16, pkt []byte, arrival int64) bool {
 	n := len(pkt)
 	if n == 0 || n > MaxPacketSize {
