@@ -24,6 +24,7 @@ type monitor struct {
 	maxRSS             int64
 	holdSrv, holdSelf  [2]ProcessSample // at the end of the ramp and at the end
 	holdMachine        [2]ProcessSample // all processes, from /proc/stat
+	holdReceived       [2]int64         // packets the players had received
 	haveHold           [2]bool
 	prevSent, prevRecv int64
 	prevAt             time.Time
@@ -66,6 +67,7 @@ func (m *monitor) holdEnd(ctx context.Context)   { m.hold(ctx, 1) }
 
 func (m *monitor) hold(ctx context.Context, i int) {
 	m.sample(ctx)
+	m.holdReceived[i] = m.r.counters.PacketsRecv.Load()
 	m.holdSelf[i] = m.lastSelf
 	if cpu, err := machineCPU(); err == nil {
 		m.holdMachine[i] = ProcessSample{At: time.Now(), CPU: cpu}
@@ -149,8 +151,13 @@ type Report struct {
 	ServerCPUSource string  `json:"server_cpu_source,omitempty"`
 	ServerCPUPct    float64 `json:"server_cpu_pct"`
 	ServerCPUPctMax float64 `json:"server_cpu_pct_max"`
-	ServerRSSMB     float64 `json:"server_rss_mb_max"`
-	GeneratorCPUPct float64 `json:"generator_cpu_pct"`
+	// ServerCPUPerPacketUs is the server's CPU time during the hold divided
+	// by the packets the players received in it: what one forwarded packet
+	// costs. HoldPacketsPerSec is that packet rate.
+	ServerCPUPerPacketUs float64 `json:"server_cpu_us_per_packet"`
+	HoldPacketsPerSec    float64 `json:"hold_packets_per_s"`
+	ServerRSSMB          float64 `json:"server_rss_mb_max"`
+	GeneratorCPUPct      float64 `json:"generator_cpu_pct"`
 	// MachineCPUPct is every process on the machine, 100 per busy core; if
 	// it is well above server plus generator, something else was running.
 	MachineCPUPct float64 `json:"machine_cpu_pct"`
@@ -237,6 +244,7 @@ func (r *Runner) report(m *monitor, up int, elapsed time.Duration) *Report {
 		rep.ServerCPUSource = m.server.Source()
 		if m.haveHold[0] && m.haveHold[1] {
 			rep.ServerCPUPct = cpuPercent(m.holdSrv[0], m.holdSrv[1])
+			rep.ServerCPUPerPacketUs, rep.HoldPacketsPerSec = perPacket(m.holdSrv[0], m.holdSrv[1], m.holdReceived[1]-m.holdReceived[0])
 		}
 		rep.ServerCPUPctMax = m.maxSrvPct
 		rep.ServerRSSMB = mb(m.maxRSS)
@@ -260,6 +268,7 @@ func (rep *Report) WriteTable(w io.Writer) error {
 		{"media", fmt.Sprintf("%s %d kbit/s, voice only %v, simulcast %v", rep.Codec, rep.BitrateKbps, rep.VoiceOnly, rep.Simulcast)},
 		{"setup p50 / p99 / max", q(rep.SetupMs)},
 		{"server CPU avg / max", fmt.Sprintf("%.1f%% / %.1f%% of one core (%s)", rep.ServerCPUPct, rep.ServerCPUPctMax, orNA(rep.ServerCPUSource))},
+		{"server CPU per forwarded packet", fmt.Sprintf("%.1f µs (%.0f packets/s during the hold)", rep.ServerCPUPerPacketUs, rep.HoldPacketsPerSec)},
 		{"server RSS max", fmt.Sprintf("%.1f MB", rep.ServerRSSMB)},
 		{"generator CPU avg", fmt.Sprintf("%.1f%% of one core", rep.GeneratorCPUPct)},
 		{"machine CPU avg (all processes)", fmt.Sprintf("%.1f%% (100%% per core)", rep.MachineCPUPct)},
@@ -279,6 +288,16 @@ func (rep *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%s\n", row[0], row[1])
 	}
 	return tw.Flush()
+}
+
+// perPacket divides the CPU time between two samples by the packets
+// forwarded between them, and gives their rate too.
+func perPacket(from, to ProcessSample, packets int64) (us, perSec float64) {
+	wall := to.At.Sub(from.At)
+	if packets <= 0 || wall <= 0 {
+		return 0, 0
+	}
+	return float64((to.CPU - from.CPU).Microseconds()) / float64(packets), float64(packets) / wall.Seconds()
 }
 
 func orNA(s string) string {

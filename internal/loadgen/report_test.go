@@ -3,8 +3,10 @@ package loadgen
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestReportWarnings(t *testing.T) {
@@ -28,6 +30,31 @@ func TestReportWarnings(t *testing.T) {
 				if !strings.Contains(tt.rep.Warnings[i], w) {
 					t.Errorf("warning %q does not mention %q", tt.rep.Warnings[i], w)
 				}
+			}
+		})
+	}
+}
+
+func TestPerPacket(t *testing.T) {
+	t0 := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name       string
+		cpu, wall  time.Duration
+		packets    int64
+		wantUs     float64
+		wantPerSec float64
+	}{
+		{"40 calls", 2400 * time.Millisecond, 10 * time.Second, 121_000, 2400e3 / 121_000, 12_100},
+		{"no packets", time.Second, 10 * time.Second, 0, 0, 0},
+		{"no time", time.Second, 0, 100, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			from := ProcessSample{At: t0, CPU: 5 * time.Second}
+			to := ProcessSample{At: t0.Add(tt.wall), CPU: from.CPU + tt.cpu}
+			us, perSec := perPacket(from, to, tt.packets)
+			if math.Abs(us-tt.wantUs) > 1e-9 || math.Abs(perSec-tt.wantPerSec) > 1e-9 {
+				t.Fatalf("perPacket = %v µs, %v/s; want %v, %v", us, perSec, tt.wantUs, tt.wantPerSec)
 			}
 		})
 	}
