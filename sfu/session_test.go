@@ -463,13 +463,7 @@ func TestWildcardListenGathersNoLinkLocalCandidates(t *testing.T) {
 	if !linkLocal {
 		t.Skip("no link-local IPv6 address on this machine: nothing to leave out")
 	}
-	free, err := net.ListenUDP("udp", &net.UDPAddr{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := free.LocalAddr().(*net.UDPAddr).Port
-	_ = free.Close()
-	s := newTestSFU(t, func(c *Config) { c.UDPListen = net.JoinHostPort("", strconv.Itoa(port)) })
+	s := newTestSFU(t, func(c *Config) { c.UDPListen = net.JoinHostPort("", strconv.Itoa(freeUDPPort(t))) })
 	room, _ := s.Room("ll", RoomOptions{})
 	p, _ := room.Join(ParticipantOptions{ID: "camera"})
 	pc := newClientPC(t, nil)
@@ -499,4 +493,38 @@ func TestWildcardListenGathersNoLinkLocalCandidates(t *testing.T) {
 	if gathered == 0 {
 		t.Fatal("no local candidates in the server's statistics")
 	}
+}
+
+// freeUDPPort finds a port no one listens on, for a wildcard listener
+// (which needs a fixed port to open one socket per address).
+func freeUDPPort(t *testing.T) int {
+	t.Helper()
+	free, err := net.ListenUDP("udp", &net.UDPAddr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer free.Close()
+	return free.LocalAddr().(*net.UDPAddr).Port
+}
+
+func TestWildcardListenForwards(t *testing.T) {
+	// One socket per local address, each a udpconn socket: media reaches
+	// the subscriber over the machine's own non-loopback addresses.
+	s := newTestSFU(t, func(c *Config) { c.UDPListen = net.JoinHostPort("", strconv.Itoa(freeUDPPort(t))) })
+	room, err := s.Room("wild", RoomOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sub := joinDynamic(t, room, "viewer", nil)
+	pubP, err := room.Join(ParticipantOptions{ID: "camera"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := newPublisher(t, pubP, nil, true)
+	seq := uint16(1)
+	waitFor(t, "video at the subscriber", func() bool {
+		seq = sendVideo(t, pub.video, seq, 10, 3, 5)
+		return len(sub.snapshot(webrtc.RTPCodecTypeVideo)) > 0
+	})
+	checkSequence(t, sub.snapshot(webrtc.RTPCodecTypeVideo))
 }
