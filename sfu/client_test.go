@@ -278,3 +278,26 @@ func (st *streaming) waitVideo(t *testing.T, what string, cond func() bool) {
 		return cond()
 	})
 }
+
+// cameraToViewer puts a dynamic viewer and a camera (audio and video) in a
+// room of s and sends video until the viewer has some, which takes a
+// connected subscriber and a keyframe. It returns the next sequence number.
+func cameraToViewer(t *testing.T, s *SFU) (*Participant, *publisher, *subscriber, uint16) {
+	t.Helper()
+	room, err := s.Room("r1", RoomOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sub := joinDynamic(t, room, "viewer", nil)
+	pubP, err := room.Join(ParticipantOptions{ID: "camera"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := newPublisher(t, pubP, nil, true)
+	seq := uint16(1000)
+	waitFor(t, "first video at subscriber", func() bool {
+		seq = sendVideo(t, pub.video, seq, 10, 3, 5)
+		return len(sub.snapshot(webrtc.RTPCodecTypeVideo)) > 0
+	})
+	return pubP, pub, sub, seq
+}

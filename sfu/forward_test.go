@@ -43,25 +43,9 @@ func checkSequence(t *testing.T, pkts []*rtp.Packet) {
 func frameOf(p *rtp.Packet) int { return int(p.Payload[2])<<8 | int(p.Payload[3]) }
 
 func TestForwardsVideoIntactAndInOrder(t *testing.T) {
-	s := newTestSFU(t)
-	room, err := s.Room("r1", RoomOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, sub := joinDynamic(t, room, "viewer", nil)
-	pubP, err := room.Join(ParticipantOptions{ID: "camera"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := newPublisher(t, pubP, nil, true)
-
-	// Keep sending until the subscriber is connected and has seen a
-	// keyframe, then send a known run and check it arrives whole.
-	seq := uint16(1000)
-	waitFor(t, "first video at subscriber", func() bool {
-		seq = sendVideo(t, pub.video, seq, 10, 3, 5)
-		return len(sub.snapshot(webrtc.RTPCodecTypeVideo)) > 0
-	})
+	// Once the subscriber has seen video, send a known run and check it
+	// arrives whole.
+	pubP, pub, sub, seq := cameraToViewer(t, newTestSFU(t))
 	before := len(sub.snapshot(webrtc.RTPCodecTypeVideo))
 	sendVideo(t, pub.video, seq, 60, 3, 30)
 	waitFor(t, "the whole run", func() bool {

@@ -511,20 +511,6 @@ func TestWildcardListenForwards(t *testing.T) {
 	// One socket per local address, each a udpconn socket: media reaches
 	// the subscriber over the machine's own non-loopback addresses.
 	s := newTestSFU(t, func(c *Config) { c.UDPListen = net.JoinHostPort("", strconv.Itoa(freeUDPPort(t))) })
-	room, err := s.Room("wild", RoomOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, sub := joinDynamic(t, room, "viewer", nil)
-	pubP, err := room.Join(ParticipantOptions{ID: "camera"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := newPublisher(t, pubP, nil, true)
-	seq := uint16(1)
-	waitFor(t, "video at the subscriber", func() bool {
-		seq = sendVideo(t, pub.video, seq, 10, 3, 5)
-		return len(sub.snapshot(webrtc.RTPCodecTypeVideo)) > 0
-	})
+	_, _, sub, _ := cameraToViewer(t, s)
 	checkSequence(t, sub.snapshot(webrtc.RTPCodecTypeVideo))
 }
