@@ -2,11 +2,24 @@
 
 package udpconn
 
-import "net"
+import (
+	"net"
+	"net/netip"
+)
 
 // Conn is the standard library's socket where direct system calls are not
-// implemented.
-type Conn = net.UDPConn
+// implemented, with the method names the Linux Conn has.
+type Conn struct{ *net.UDPConn }
 
-// Wrap returns c itself: the direct system calls are Linux only.
-func Wrap(c *net.UDPConn) (*Conn, error) { return c, nil }
+// Wrap takes over c; use the returned Conn from then on.
+func Wrap(c *net.UDPConn) (*Conn, error) { return &Conn{c}, nil }
+
+// ReadFromAddrPort reads one datagram.
+func (c *Conn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
+	return c.ReadFromUDPAddrPort(b)
+}
+
+// WriteToAddrPort sends one datagram.
+func (c *Conn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) {
+	return c.WriteToUDPAddrPort(b, addr)
+}

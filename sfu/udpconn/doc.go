@@ -14,6 +14,6 @@
 //
 // Only the two calls on the forwarding path are replaced; everything else
 // (deadlines, Close, buffer sizes, zoned IPv6 destinations) is the
-// standard library's. On systems other than Linux Wrap returns the
-// connection unchanged.
+// standard library's. On systems other than Linux Conn makes the
+// standard library's calls under the same method names.
 package udpconn
