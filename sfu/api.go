@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/pion/transport/v5/stdnet"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/avs/avs/sfu/fastpath"
 	"github.com/avs/avs/sfu/udpconn"
 )
 
@@ -74,6 +76,7 @@ type apiSet struct {
 	udpMux      ice.UDPMux
 	udpAddr     *net.UDPAddr
 	tcpListener net.Listener
+	fast        *fastpath.Router // nil when sfu.fast_path is off
 }
 
 type builtAPI struct {
@@ -87,6 +90,9 @@ const socketBuffer = 4 << 20
 
 func newAPISet(cfg Config, log *slog.Logger) (*apiSet, error) {
 	s := &apiSet{cfg: cfg, log: log, apis: map[string]*builtAPI{}}
+	if cfg.FastPath {
+		s.fast = fastpath.NewRouter()
+	}
 	loggerFactory := newPionLoggerFactory(log)
 	s.settings.LoggerFactory = loggerFactory
 	if err := s.listenUDP(loggerFactory); err != nil {
@@ -139,7 +145,7 @@ func (s *apiSet) listenUDP(lf logging.LoggerFactory) error {
 			return fmt.Errorf("sfu.udp_listen %s: %w", s.cfg.UDPListen, err)
 		}
 		mux, err := ice.NewMultiUDPMuxFromPort(addr.Port,
-			ice.UDPMuxFromPortWithNet(mediaNet{std}),
+			ice.UDPMuxFromPortWithNet(mediaNet{Net: std, fast: s.fast}),
 			ice.UDPMuxFromPortWithIPFilter(reachableIP),
 			ice.UDPMuxFromPortWithLogger(lf.NewLogger("udpmux")),
 			ice.UDPMuxFromPortWithReadBufferSize(socketBuffer),
@@ -163,7 +169,7 @@ func (s *apiSet) listenUDP(lf logging.LoggerFactory) error {
 		_ = conn.Close()
 		return fmt.Errorf("sfu.udp_listen %s: %w", s.cfg.UDPListen, err)
 	}
-	mux := webrtc.NewICEUDPMux(lf.NewLogger("udpmux"), media)
+	mux := webrtc.NewICEUDPMux(lf.NewLogger("udpmux"), wrapMedia(s.fast, media))
 	s.udpMux, s.udpAddr = mux, conn.LocalAddr().(*net.UDPAddr)
 	s.settings.SetICEUDPMux(mux)
 	return nil
@@ -177,8 +183,12 @@ func (s *apiSet) closeUDP() { _ = s.udpMux.Close() }
 func reachableIP(ip net.IP) bool { return !ip.IsLinkLocalUnicast() }
 
 // mediaNet opens the media port's sockets with direct system calls on the
-// forwarding path (package udpconn); the rest is the standard network.
-type mediaNet struct{ piontransport.Net }
+// forwarding path (package udpconn) reading through the fast path, if on;
+// the rest is the standard network.
+type mediaNet struct {
+	piontransport.Net
+	fast *fastpath.Router
+}
 
 func (n mediaNet) ListenUDP(network string, laddr *net.UDPAddr) (piontransport.UDPConn, error) {
 	conn, err := n.Net.ListenUDP(network, laddr)
@@ -194,7 +204,7 @@ func (n mediaNet) ListenUDP(network string, laddr *net.UDPAddr) (piontransport.U
 		_ = conn.Close()
 		return nil, err
 	}
-	return media, nil
+	return wrapMedia(n.fast, media), nil
 }
 
 // UDPAddr is where media arrives (the wildcard address with the port when
@@ -236,15 +246,43 @@ func (s *apiSet) newPeerConnection(video []string, taps *tapSet) (*webrtc.PeerCo
 	// connection anyway).
 	settings := s.settings
 	settings.BufferFactory = taps.bufferFactory
+	if s.fast != nil {
+		taps.direct = s.fast.NewSession()
+		settings.SetDTLSKeyLogWriter(taps.direct)
+	}
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(b.media), webrtc.WithInterceptorRegistry(&interceptor.Registry{}), webrtc.WithSettingEngine(settings))
 	pc, err := api.NewPeerConnection(webrtc.Configuration{
 		SDPSemantics: webrtc.SDPSemanticsUnifiedPlanWithFallback,
 		BundlePolicy: webrtc.BundlePolicyMaxBundle,
 	})
 	if err != nil {
+		if taps.direct != nil {
+			taps.direct.Close()
+		}
 		return nil, fmt.Errorf("new peer connection: %w", err)
 	}
+	if direct := taps.direct; direct != nil {
+		dtls := pc.SCTP().Transport()
+		dtls.OnStateChange(func(state webrtc.DTLSTransportState) {
+			if state == webrtc.DTLSTransportStateClosed || state == webrtc.DTLSTransportStateFailed {
+				direct.Close()
+			}
+		})
+		dtls.ICETransport().OnSelectedCandidatePairChange(func(pair *webrtc.ICECandidatePair) {
+			if addr, err := netip.ParseAddr(pair.Remote.Address); err == nil && pair.Remote.Protocol == webrtc.ICEProtocolUDP {
+				direct.Follow(netip.AddrPortFrom(addr, pair.Remote.Port))
+			}
+		})
+	}
 	return pc, nil
+}
+
+// wrapMedia routes a media socket's reads through the fast path, if on.
+func wrapMedia(fast *fastpath.Router, c fastpath.UDPConn) piontransport.UDPConn {
+	if fast == nil {
+		return c
+	}
+	return fast.Wrap(c)
 }
 
 func (s *apiSet) buildAPI(video []string) (*builtAPI, error) {

@@ -41,6 +41,10 @@ type Config struct {
 	// InitialBitrate and MaxBitrate bound each subscriber's bandwidth estimate, in bit/s.
 	InitialBitrate int `toml:"initial_bitrate"`
 	MaxBitrate     int `toml:"max_bitrate"`
+	// FastPath decrypts publishers' RTP in the media socket's reader and
+	// forwards it from there (package fastpath) instead of passing it
+	// through pion's chain of goroutines. Off, pion does it all.
+	FastPath bool `toml:"fast_path"`
 }
 
 // DefaultConfig returns the settings used when config.toml says nothing.
@@ -59,6 +63,7 @@ func DefaultConfig() Config {
 		ICEFailedTimeout:        25 * time.Second,
 		InitialBitrate:          1_000_000,
 		MaxBitrate:              4_000_000,
+		FastPath:                true,
 	}
 }
 

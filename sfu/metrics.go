@@ -30,6 +30,7 @@ type metrics struct {
 	descPackets, descBytes                  *prometheus.Desc
 	descNACKs, descPLIs, descRetransmits    *prometheus.Desc
 	descMalformed                           *prometheus.Desc
+	descFastPath                            *prometheus.Desc
 }
 
 func newMetrics(s *SFU) *metrics {
@@ -59,12 +60,14 @@ func newMetrics(s *SFU) *metrics {
 		descPLIs:         d("plis_total", "Keyframe requests from subscribers (received) and to publishers after throttling (sent).", "direction"),
 		descRetransmits:  d("retransmits_total", "Packets resent from the packet cache in answer to NACKs."),
 		descMalformed:    d("malformed_total", "Malformed packets dropped.", "protocol"),
+		descFastPath: d("fast_path_packets_total", "Publishers' RTP packets on the fast path: decrypted and forwarded by the socket's reader (delivered), "+
+			"failing authentication there and left to pion (fallback), or dropped as replays or malformed (dropped).", "result"),
 	}
 }
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.descRooms, m.descParticipants, m.descTracks, m.descPackets, m.descBytes,
-		m.descNACKs, m.descPLIs, m.descRetransmits, m.descMalformed} {
+		m.descNACKs, m.descPLIs, m.descRetransmits, m.descMalformed, m.descFastPath} {
 		ch <- d
 	}
 	m.loss.Describe(ch)
@@ -164,6 +167,12 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	c(m.descRetransmits, m.retransmits.Load())
 	c(m.descMalformed, m.malformedRTP.Load(), "rtp")
 	c(m.descMalformed, m.malformedRTCP.Load(), "rtcp")
+	if fast := m.sfu.apis.fast; fast != nil {
+		st := fast.Stats()
+		c(m.descFastPath, st.Direct, "delivered")
+		c(m.descFastPath, st.Fallback, "fallback")
+		c(m.descFastPath, st.Dropped, "dropped")
+	}
 	m.loss.Collect(ch)
 	m.rtt.Collect(ch)
 	m.jitter.Collect(ch)

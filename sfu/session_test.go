@@ -513,4 +513,21 @@ func TestWildcardListenForwards(t *testing.T) {
 	s := newTestSFU(t, func(c *Config) { c.UDPListen = net.JoinHostPort("", strconv.Itoa(freeUDPPort(t))) })
 	_, _, sub, _ := cameraToViewer(t, s)
 	checkSequence(t, sub.snapshot(webrtc.RTPCodecTypeVideo))
+	if st := s.apis.fast.Stats(); st.Direct == 0 {
+		t.Fatalf("no packet took the fast path through the per-address sockets: %+v", st)
+	}
+}
+
+func TestFastPathSessionsEndWithTheirConnections(t *testing.T) {
+	// Each connection's keys are recovered from its handshake, and the
+	// router forgets them when the connection goes.
+	s := newTestSFU(t)
+	pubP, _, _, _ := cameraToViewer(t, s)
+	if n := s.apis.fast.Sessions(); n != 2 {
+		t.Fatalf("%d peers routed, want 2 (the camera's and the viewer's connections)", n)
+	}
+	for _, id := range pubP.room.Participants() {
+		_ = pubP.room.Participant(id).Close()
+	}
+	waitFor(t, "the router to forget both connections", func() bool { return s.apis.fast.Sessions() == 0 })
 }

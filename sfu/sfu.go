@@ -27,6 +27,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/avs/avs/sfu/fastpath"
 )
 
 // Params are what New needs.
@@ -109,6 +111,15 @@ func (s *SFU) UDPAddr() *net.UDPAddr { return s.apis.UDPAddr() }
 
 // TCPAddr is the address of the ICE-TCP port, or nil.
 func (s *SFU) TCPAddr() net.Addr { return s.apis.TCPAddr() }
+
+// FastPathStats counts the packets of the fast path (sfu.fast_path); all
+// zero when it is off.
+func (s *SFU) FastPathStats() fastpath.Stats {
+	if s.apis.fast == nil {
+		return fastpath.Stats{}
+	}
+	return s.apis.fast.Stats()
+}
 
 // Room returns the named room, creating it with opts if it does not exist.
 func (s *SFU) Room(name string, opts RoomOptions) (*Room, error) {

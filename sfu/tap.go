@@ -5,6 +5,8 @@ import (
 	"sync"
 
 	"github.com/pion/transport/v5/packetio"
+
+	"github.com/avs/avs/sfu/fastpath"
 )
 
 // Taps take decrypted RTP and RTCP straight from the goroutine that
@@ -42,6 +44,11 @@ type streamTap struct {
 	ready   chan struct{} // a packet was queued or the tap closed
 	done    chan struct{} // closed with the tap
 	release func()        // forgets the tap in its set
+
+	// direct is the connection's fast path, which delivers the stream
+	// itself once the tap is claimed; nil for RTCP or with it off.
+	direct *fastpath.Session
+	ssrc   uint32
 }
 
 func newStreamTap(limit int) *streamTap {
@@ -109,6 +116,9 @@ func (t *streamTap) Close() error {
 	t.closed = true
 	t.queue = nil
 	close(t.done)
+	if t.direct != nil {
+		t.direct.Unroute(t.ssrc)
+	}
 	if t.release != nil {
 		t.release()
 	}
@@ -135,7 +145,20 @@ func (t *streamTap) claim(delivered uint64, handler func(pkt []byte)) bool {
 	}
 	t.queue, t.queued = nil, 0
 	t.handler = handler
+	if t.direct != nil {
+		t.direct.Route(t.ssrc, t.deliver)
+	}
 	return true
+}
+
+// deliver is the fast path's way in: a packet it decrypted, for the
+// handler, in turn with those that still come through pion.
+func (t *streamTap) deliver(pkt []byte) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.handler != nil && !t.closed {
+		t.handler(pkt)
+	}
 }
 
 // Done is closed when the stream ends.
@@ -148,6 +171,7 @@ type tapSet struct {
 	mu     sync.Mutex
 	taps   map[tapKey]*streamTap
 	onRTCP map[uint32]func(pkt []byte) // handlers of RTCP streams not open yet
+	direct *fastpath.Session           // the connection's fast path, nil when off
 }
 
 type tapKey struct {
@@ -165,6 +189,8 @@ func (s *tapSet) bufferFactory(kind packetio.BufferPacketType, ssrc uint32) io.R
 	t := newStreamTap(rtpQueueLimit)
 	if key.rtcp {
 		t.limit = rtcpQueueLimit
+	} else {
+		t.direct, t.ssrc = s.direct, ssrc
 	}
 	t.release = func() {
 		s.mu.Lock()

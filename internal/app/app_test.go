@@ -203,6 +203,11 @@ func TestBrowserPublishesOverWHIPAndPlaysOverWHEP(t *testing.T) {
 		t.Fatalf("player did not get media: %+v\nstderr: %s", result, stderr.String())
 	}
 	t.Logf("player decoded %d %s frames and received %d audio packets", result.FramesDecoded, result.VideoCodec, result.AudioPacketsReceived)
+	// Chromium's SRTP took the fast path: its keys were recovered from
+	// the handshake with a real browser.
+	if st := a.SFU().FastPathStats(); st.Direct == 0 {
+		t.Fatalf("no browser packet took the fast path: %+v", st)
+	}
 }
 
 // TestRelayOnlyClientReachesTheSFUThroughBuiltInTURN publishes over WHIP
@@ -255,6 +260,9 @@ func TestRelayOnlyClientReachesTheSFUThroughBuiltInTURN(t *testing.T) {
 	})
 	if a.TURN().AllocationCount() == 0 {
 		t.Fatal("no TURN allocation was used")
+	}
+	if st := a.SFU().FastPathStats(); st.Direct == 0 {
+		t.Fatalf("no relayed packet took the fast path: %+v", st)
 	}
 }
 
