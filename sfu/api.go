@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 
@@ -77,6 +78,7 @@ type apiSet struct {
 	udpAddr     *net.UDPAddr
 	tcpListener net.Listener
 	fast        *fastpath.Router // nil when sfu.fast_path is off
+	std         piontransport.Net
 }
 
 type builtAPI struct {
@@ -89,7 +91,11 @@ type builtAPI struct {
 const socketBuffer = 4 << 20
 
 func newAPISet(cfg Config, log *slog.Logger) (*apiSet, error) {
-	s := &apiSet{cfg: cfg, log: log, apis: map[string]*builtAPI{}}
+	std, err := stdnet.NewNet()
+	if err != nil {
+		return nil, fmt.Errorf("network interfaces: %w", err)
+	}
+	s := &apiSet{cfg: cfg, log: log, apis: map[string]*builtAPI{}, std: std}
 	if cfg.FastPath {
 		s.fast = fastpath.NewRouter()
 	}
@@ -140,12 +146,8 @@ func (s *apiSet) listenUDP(lf logging.LoggerFactory) error {
 		return fmt.Errorf("sfu.udp_listen %s: %w", s.cfg.UDPListen, err)
 	}
 	if (addr.IP == nil || addr.IP.IsUnspecified()) && addr.Port != 0 {
-		std, err := stdnet.NewNet()
-		if err != nil {
-			return fmt.Errorf("sfu.udp_listen %s: %w", s.cfg.UDPListen, err)
-		}
 		mux, err := ice.NewMultiUDPMuxFromPort(addr.Port,
-			ice.UDPMuxFromPortWithNet(mediaNet{Net: std, fast: s.fast}),
+			ice.UDPMuxFromPortWithNet(s.media()),
 			ice.UDPMuxFromPortWithIPFilter(reachableIP),
 			ice.UDPMuxFromPortWithLogger(lf.NewLogger("udpmux")),
 			ice.UDPMuxFromPortWithReadBufferSize(socketBuffer),
@@ -158,19 +160,14 @@ func (s *apiSet) listenUDP(lf logging.LoggerFactory) error {
 		s.settings.SetICEUDPMux(mux)
 		return nil
 	}
-	conn, err := net.ListenUDP("udp", addr)
+	media, err := s.media().ListenUDP("udp", addr)
 	if err != nil {
 		return fmt.Errorf("sfu.udp_listen %s: %w", s.cfg.UDPListen, err)
 	}
-	_ = conn.SetReadBuffer(socketBuffer)
-	_ = conn.SetWriteBuffer(socketBuffer)
-	media, err := udpconn.Wrap(conn)
-	if err != nil {
-		_ = conn.Close()
-		return fmt.Errorf("sfu.udp_listen %s: %w", s.cfg.UDPListen, err)
-	}
-	mux := webrtc.NewICEUDPMux(lf.NewLogger("udpmux"), wrapMedia(s.fast, media))
-	s.udpMux, s.udpAddr = mux, conn.LocalAddr().(*net.UDPAddr)
+	_ = media.SetReadBuffer(socketBuffer)
+	_ = media.SetWriteBuffer(socketBuffer)
+	mux := webrtc.NewICEUDPMux(lf.NewLogger("udpmux"), media)
+	s.udpMux, s.udpAddr = mux, media.LocalAddr().(*net.UDPAddr)
 	s.settings.SetICEUDPMux(mux)
 	return nil
 }
@@ -183,28 +180,39 @@ func (s *apiSet) closeUDP() { _ = s.udpMux.Close() }
 func reachableIP(ip net.IP) bool { return !ip.IsLinkLocalUnicast() }
 
 // mediaNet opens the media port's sockets with direct system calls on the
-// forwarding path (package udpconn) reading through the fast path, if on;
-// the rest is the standard network.
+// forwarding path (package udpconn), read through the fast path when it
+// is on, in a group of readers sharing each address; the rest is the
+// standard network.
 type mediaNet struct {
 	piontransport.Net
-	fast *fastpath.Router
+	fast    *fastpath.Router
+	readers int
+}
+
+func (s *apiSet) media() mediaNet {
+	readers := s.cfg.UDPReaders
+	if readers == 0 {
+		readers = runtime.GOMAXPROCS(0)
+	}
+	if s.fast == nil {
+		readers = 1 // without the fast path one reader feeds pion's goroutines anyway
+	}
+	return mediaNet{Net: s.std, fast: s.fast, readers: readers}
 }
 
 func (n mediaNet) ListenUDP(network string, laddr *net.UDPAddr) (piontransport.UDPConn, error) {
-	conn, err := n.Net.ListenUDP(network, laddr)
+	group, err := udpconn.ListenGroup(network, laddr, n.readers)
 	if err != nil {
 		return nil, err
 	}
-	std, ok := conn.(*net.UDPConn)
-	if !ok {
-		return conn, nil
+	if n.fast == nil {
+		return group[0], nil
 	}
-	media, err := udpconn.Wrap(std)
-	if err != nil {
-		_ = conn.Close()
-		return nil, err
+	sockets := make([]fastpath.UDPConn, len(group))
+	for i, c := range group {
+		sockets[i] = c
 	}
-	return wrapMedia(n.fast, media), nil
+	return n.fast.WrapGroup(sockets), nil
 }
 
 // UDPAddr is where media arrives (the wildcard address with the port when
@@ -275,14 +283,6 @@ func (s *apiSet) newPeerConnection(video []string, taps *tapSet) (*webrtc.PeerCo
 		})
 	}
 	return pc, nil
-}
-
-// wrapMedia routes a media socket's reads through the fast path, if on.
-func wrapMedia(fast *fastpath.Router, c fastpath.UDPConn) piontransport.UDPConn {
-	if fast == nil {
-		return c
-	}
-	return fast.Wrap(c)
 }
 
 func (s *apiSet) buildAPI(video []string) (*builtAPI, error) {

@@ -45,6 +45,11 @@ type Config struct {
 	// forwards it from there (package fastpath) instead of passing it
 	// through pion's chain of goroutines. Off, pion does it all.
 	FastPath bool `toml:"fast_path"`
+	// UDPReaders is how many sockets, each with its own reader, share each
+	// media address (SO_REUSEPORT, Linux only) when the fast path is on:
+	// the fast path forwards in the reader, so this is how many cores
+	// forwarding can use. 0 is one per CPU the process may use.
+	UDPReaders int `toml:"udp_readers"`
 }
 
 // DefaultConfig returns the settings used when config.toml says nothing.
@@ -99,6 +104,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("sfu.max_tracks_per_participant: %d is outside 1..32", c.MaxTracksPerParticipant)
 	case c.MaxParticipantsPerRoom < 2:
 		return fmt.Errorf("sfu.max_participants_per_room: %d is below 2", c.MaxParticipantsPerRoom)
+	case c.UDPReaders < 0 || c.UDPReaders > 256:
+		return fmt.Errorf("sfu.udp_readers: %d is outside 0..256", c.UDPReaders)
 	case c.NACKHistory < 100*time.Millisecond || c.NACKHistory > 10*time.Second:
 		return fmt.Errorf("sfu.nack_history: %s is outside 100ms..10s", c.NACKHistory)
 	case c.VideoCacheSize < 16 || c.VideoCacheSize > 32768:

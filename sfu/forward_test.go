@@ -44,17 +44,20 @@ func checkSequence(t *testing.T, pkts []*rtp.Packet) {
 func frameOf(p *rtp.Packet) int { return int(p.Payload[2])<<8 | int(p.Payload[3]) }
 
 func TestForwardsVideoIntactAndInOrder(t *testing.T) {
-	for _, fast := range []bool{true, false} {
-		t.Run(fmt.Sprintf("fast_path=%v", fast), func(t *testing.T) {
-			forwardsVideoIntactAndInOrder(t, fast)
+	for _, tc := range []struct {
+		fast    bool
+		readers int
+	}{{true, 1}, {true, 3}, {false, 1}} {
+		t.Run(fmt.Sprintf("fast_path=%v/udp_readers=%d", tc.fast, tc.readers), func(t *testing.T) {
+			forwardsVideoIntactAndInOrder(t, tc.fast, tc.readers)
 		})
 	}
 }
 
-func forwardsVideoIntactAndInOrder(t *testing.T, fast bool) {
+func forwardsVideoIntactAndInOrder(t *testing.T, fast bool, readers int) {
 	// Once the subscriber has seen video, send a known run and check it
 	// arrives whole.
-	s := newTestSFU(t, func(c *Config) { c.FastPath = fast })
+	s := newTestSFU(t, func(c *Config) { c.FastPath, c.UDPReaders = fast, readers })
 	pubP, pub, sub, seq := cameraToViewer(t, s)
 	var directBefore uint64
 	if fast {

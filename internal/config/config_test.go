@@ -37,6 +37,7 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 		{"bad address", "[server]\nhttp_listen = \"nowhere\"\n", "server.http_listen"},
 		{"bad level", "[server]\nlog_level = \"loud\"\n", "server.log_level"},
 		{"bad codec", "[sfu]\nvideo_codecs = [\"AV2\"]\n", "sfu.video_codecs"},
+		{"negative readers", "[sfu]\nudp_readers = -1\n", "sfu.udp_readers"},
 		{"syntax", "[sfu\n", "line 2"},
 		{"enabled TURN without secret", "[turn]\nenabled = true\n", "turn.auth_secret"},
 	}

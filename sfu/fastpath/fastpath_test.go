@@ -3,6 +3,7 @@ package fastpath
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"sync"
@@ -33,11 +34,11 @@ type sfuSide struct {
 
 	mu        sync.Mutex
 	passed    [][]byte
-	handshake []datagram // DTLS both ways, in order
+	handshake []handshakeDatagram // DTLS both ways, in order
 	done      chan struct{}
 }
 
-type datagram struct {
+type handshakeDatagram struct {
 	pkt      []byte
 	outbound bool
 }
@@ -45,27 +46,27 @@ type datagram struct {
 func (s *sfuSide) record(pkt []byte, outbound bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.handshake = append(s.handshake, datagram{append([]byte(nil), pkt...), outbound})
+	s.handshake = append(s.handshake, handshakeDatagram{append([]byte(nil), pkt...), outbound})
 }
 
-func (s *sfuSide) handshakeDatagrams() []datagram {
+func (s *sfuSide) handshakeDatagrams() []handshakeDatagram {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]datagram(nil), s.handshake...)
+	return append([]handshakeDatagram(nil), s.handshake...)
 }
 
-func newSFUSide(t *testing.T) *sfuSide {
+func newSFUSide(t *testing.T, sockets int) *sfuSide {
 	t.Helper()
-	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	group, err := udpconn.ListenGroup("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, sockets)
 	if err != nil {
 		t.Fatal(err)
 	}
-	media, err := udpconn.Wrap(udp)
-	if err != nil {
-		t.Fatal(err)
+	wrapped := make([]UDPConn, len(group))
+	for i, c := range group {
+		wrapped[i] = c
 	}
 	r := NewRouter()
-	s := &sfuSide{router: r, conn: r.Wrap(media), session: r.NewSession(), dtlsIn: make(chan []byte, 64), done: make(chan struct{})}
+	s := &sfuSide{router: r, conn: r.WrapGroup(wrapped), session: r.NewSession(), dtlsIn: make(chan []byte, 64), done: make(chan struct{})}
 	go s.read()
 	t.Cleanup(func() {
 		_ = s.conn.Close()
@@ -138,14 +139,14 @@ type association struct {
 // session as the SFU end's key log.
 func associate(t *testing.T, sfuIsServer bool, profile dtls.SRTPProtectionProfile) *association {
 	t.Helper()
-	return associateLogging(t, sfuIsServer, profile, nil)
+	return associateLogging(t, sfuIsServer, profile, nil, 1)
 }
 
 // associateLogging is associate with the SFU end's key log going to
 // keyLog instead of the session, when not nil.
-func associateLogging(t *testing.T, sfuIsServer bool, profile dtls.SRTPProtectionProfile, keyLog io.Writer) *association {
+func associateLogging(t *testing.T, sfuIsServer bool, profile dtls.SRTPProtectionProfile, keyLog io.Writer, sockets int) *association {
 	t.Helper()
-	side := newSFUSide(t)
+	side := newSFUSide(t, sockets)
 	if keyLog == nil {
 		keyLog = side.session
 	}
@@ -272,15 +273,18 @@ func TestRoutedStreamsAreDecryptedAndTheRestPassesThrough(t *testing.T) {
 		name        string
 		sfuIsServer bool
 		profile     dtls.SRTPProtectionProfile
+		sockets     int
 	}{
-		{"sfu-server/aes-gcm-128", true, dtls.SRTP_AEAD_AES_128_GCM},
-		{"sfu-client/aes-gcm-128", false, dtls.SRTP_AEAD_AES_128_GCM},
-		{"sfu-server/aes-cm-sha1-80", true, dtls.SRTP_AES128_CM_HMAC_SHA1_80},
-		{"sfu-client/aes-gcm-256", false, dtls.SRTP_AEAD_AES_256_GCM},
+		{"sfu-server/aes-gcm-128", true, dtls.SRTP_AEAD_AES_128_GCM, 1},
+		{"sfu-client/aes-gcm-128", false, dtls.SRTP_AEAD_AES_128_GCM, 1},
+		{"sfu-server/aes-cm-sha1-80", true, dtls.SRTP_AES128_CM_HMAC_SHA1_80, 1},
+		{"sfu-client/aes-gcm-256", false, dtls.SRTP_AEAD_AES_256_GCM, 1},
+		{"sfu-server/aes-gcm-128/3-sockets", true, dtls.SRTP_AEAD_AES_128_GCM, 3},
+		{"sfu-client/aes-cm-sha1-80/3-sockets", false, dtls.SRTP_AES128_CM_HMAC_SHA1_80, 3},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			a := associate(t, tc.sfuIsServer, tc.profile)
+			a := associateLogging(t, tc.sfuIsServer, tc.profile, nil, tc.sockets)
 			const routed, other = 0x1111, 0x2222
 			var got collector
 			a.side.session.Route(routed, got.deliver)
@@ -420,7 +424,7 @@ func TestKeyLogBeforeTheHellosBindsWhenTheyArrive(t *testing.T) {
 	// A real handshake's key-log line and datagrams, given to a second
 	// router in the other order: the line first, then the hellos.
 	var keyLog bytes.Buffer
-	a := associateLogging(t, true, dtls.SRTP_AEAD_AES_128_GCM, &keyLog)
+	a := associateLogging(t, true, dtls.SRTP_AEAD_AES_128_GCM, &keyLog, 1)
 	if a.side.session.Ready() {
 		t.Fatal("the first router's session has keys without a key log")
 	}
@@ -455,5 +459,18 @@ func TestMalformedKeyLogIsAnError(t *testing.T) {
 	}
 	if s.Ready() {
 		t.Fatal("ready without keys")
+	}
+}
+
+func TestGroupCloseStopsItsReaders(t *testing.T) {
+	// goleak (TestMain) checks the readers are gone; here the caller's
+	// read ends with the standard error for a closed socket.
+	side := newSFUSide(t, 4)
+	if err := side.conn.Close(); err != nil {
+		t.Fatal(err)
+	}
+	<-side.done
+	if _, _, err := side.conn.ReadFromAddrPort(make([]byte, 10)); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("read after close: %v, want net.ErrClosed", err)
 	}
 }

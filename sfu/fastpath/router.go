@@ -1,14 +1,9 @@
 package fastpath
 
 import (
-	"net"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
-
-	"github.com/pion/rtp"
-	"github.com/pion/transport/v5"
 
 	"github.com/avs/avs/sfu/dtlssrtp"
 )
@@ -50,6 +45,7 @@ type Stats struct {
 	Direct   uint64 // RTP packets decrypted and delivered here
 	Fallback uint64 // RTP packets of routed streams left to pion, failing authentication here
 	Dropped  uint64 // RTP packets of routed streams dropped as replays or malformed
+	Overflow uint64 // datagrams for pion dropped because pion's reader fell behind (several readers only)
 }
 
 // Stats returns the counts so far.
@@ -58,9 +54,12 @@ func (r *Router) Stats() Stats {
 	defer r.mu.Unlock()
 	var st Stats
 	for _, c := range r.conns {
-		st.Direct += c.count.direct.Load()
-		st.Fallback += c.count.fallback.Load()
-		st.Dropped += c.count.dropped.Load()
+		for _, rd := range c.readers {
+			st.Direct += rd.count.direct.Load()
+			st.Fallback += rd.count.fallback.Load()
+			st.Dropped += rd.count.dropped.Load()
+		}
+		st.Overflow += c.overflow.Load()
 	}
 	return st
 }
@@ -70,90 +69,6 @@ func (r *Router) Sessions() int {
 	n := 0
 	r.sessions.Range(func(any, any) bool { n++; return true })
 	return n
-}
-
-// UDPConn is the socket a Router wraps: pion's UDP mux reads and writes
-// through the netip methods when a socket has them.
-type UDPConn interface {
-	transport.UDPConn
-	ReadFromAddrPort(b []byte) (int, netip.AddrPort, error)
-	WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error)
-}
-
-// Conn is a media socket whose reads pass through the router. It is what
-// pion's UDP mux is given; the methods the mux uses are the ones that
-// route (ReadFromAddrPort, ReadFrom) and watch handshakes (WriteToAddrPort,
-// WriteTo). The others are the socket's own.
-type Conn struct {
-	UDPConn
-	router *Router
-	count  connCounts
-
-	readMu sync.Mutex // one reader at a time owns plain and header
-	plain  []byte
-	header rtp.Header
-}
-
-// connCounts are one socket's packet counts, kept per socket so that its
-// reader is the only goroutine writing them.
-type connCounts struct{ direct, fallback, dropped atomic.Uint64 }
-
-// Wrap returns c reading through r.
-func (r *Router) Wrap(c UDPConn) *Conn {
-	conn := &Conn{UDPConn: c, router: r, plain: make([]byte, maxPacket)}
-	r.mu.Lock()
-	r.conns = append(r.conns, conn)
-	r.mu.Unlock()
-	return conn
-}
-
-// maxPacket is the largest datagram decrypted without allocating.
-const maxPacket = 1500
-
-// ReadFromAddrPort returns the next datagram that is not delivered here.
-func (c *Conn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
-	c.readMu.Lock()
-	defer c.readMu.Unlock()
-	for {
-		n, from, err := c.UDPConn.ReadFromAddrPort(b)
-		if err != nil || n == 0 {
-			return n, from, err
-		}
-		switch first := b[0]; {
-		case first >= 128 && first <= 191: // RTP or RTCP (RFC 7983)
-			if s, ok := c.router.sessions.Load(unmap(from)); ok && s.(*Session).receive(b[:n], c.plain, &c.header, &c.count) {
-				continue
-			}
-		case first == dtlsHandshake:
-			c.router.sniff(b[:n], from, false)
-		}
-		return n, from, nil
-	}
-}
-
-// ReadFrom is ReadFromAddrPort for callers that want a net.Addr.
-func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
-	n, from, err := c.ReadFromAddrPort(b)
-	if err != nil {
-		return n, nil, err
-	}
-	return n, net.UDPAddrFromAddrPort(from), nil
-}
-
-// WriteToAddrPort sends a datagram, noting a ServerHello on its way out.
-func (c *Conn) WriteToAddrPort(b []byte, to netip.AddrPort) (int, error) {
-	if len(b) > 0 && b[0] == dtlsHandshake {
-		c.router.sniff(b, to, true)
-	}
-	return c.UDPConn.WriteToAddrPort(b, to)
-}
-
-// WriteTo is WriteToAddrPort for callers with a net.Addr.
-func (c *Conn) WriteTo(b []byte, to net.Addr) (int, error) {
-	if ua, ok := to.(*net.UDPAddr); ok && len(b) > 0 && b[0] == dtlsHandshake {
-		c.router.sniff(b, ua.AddrPort(), true)
-	}
-	return c.UDPConn.WriteTo(b, to)
 }
 
 // dtlsHandshake is the DTLS record type of handshake messages, the first
