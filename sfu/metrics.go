@@ -61,7 +61,8 @@ func newMetrics(s *SFU) *metrics {
 		descRetransmits:  d("retransmits_total", "Packets resent from the packet cache in answer to NACKs."),
 		descMalformed:    d("malformed_total", "Malformed packets dropped.", "protocol"),
 		descFastPath: d("fast_path_packets_total", "Publishers' RTP packets on the fast path: decrypted and forwarded by the socket's reader (delivered), "+
-			"failing authentication there and left to pion (fallback), or dropped as replays or malformed (dropped).", "result"),
+			"failing authentication there and left to pion (fallback), or dropped as replays or malformed (dropped); "+
+			"and datagrams for pion dropped because its reader fell behind the socket readers (overflow).", "result"),
 	}
 }
 
@@ -172,6 +173,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		c(m.descFastPath, st.Direct, "delivered")
 		c(m.descFastPath, st.Fallback, "fallback")
 		c(m.descFastPath, st.Dropped, "dropped")
+		c(m.descFastPath, st.Overflow, "overflow")
 	}
 	m.loss.Collect(ch)
 	m.rtt.Collect(ch)
