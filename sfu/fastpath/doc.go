@@ -16,6 +16,8 @@
 // The shortcut is strictly an optimisation: a packet it cannot decrypt
 // (no keys yet, an unknown stream, a rollover counter it guessed wrong)
 // goes to pion untouched, and pion handles it as if this package did not
-// exist. Only RTP is taken; RTCP, STUN and DTLS always go to pion. Nothing
+// exist; a stream that fails 16 times in a row is left to pion for good,
+// so forged packets can do no more than make a stream cost what it costs
+// without the shortcut. Only RTP is taken; RTCP, STUN and DTLS always go to pion. Nothing
 // is ever encrypted here, so no key is used for sending by two parties.
 package fastpath

@@ -358,6 +358,31 @@ func TestReplaysAreDroppedAndForgeriesLeftToPion(t *testing.T) {
 	}
 }
 
+func TestStreamThatKeepsFailingGoesBackToPion(t *testing.T) {
+	// The stream wrapped its sequence numbers before it was routed, so
+	// this side guesses rollover counter 0 where the sender uses 1: every
+	// packet fails here and pion (which counted the wrap) reads them.
+	a := associate(t, true, dtls.SRTP_AEAD_AES_128_GCM)
+	const ssrc, sent = 0x5555, failuresBeforeGivingUp + 4
+	a.encrypt.SetROC(ssrc, 1)
+	var got collector
+	a.side.session.Route(ssrc, got.deliver)
+	for seq := range uint16(sent) {
+		_, sealed := a.sealRTP(t, ssrc, 100+seq)
+		a.send(t, sealed)
+	}
+	waitFor(t, "every packet passed on", func() bool { return len(a.side.passedCopy()) == sent })
+	if st := a.side.router.Stats(); st.Fallback != failuresBeforeGivingUp || st.Direct != 0 {
+		t.Fatalf("stats %+v, want %d fallbacks and then no more tries", st, failuresBeforeGivingUp)
+	}
+	if routes := a.side.session.routes.Load(); routes != nil && (*routes)[ssrc] != nil {
+		t.Fatal("the failing stream is still routed")
+	}
+	if len(got.packets()) != 0 {
+		t.Fatal("a packet that failed authentication was delivered")
+	}
+}
+
 func TestClosedSessionGivesEverythingBackToPion(t *testing.T) {
 	a := associate(t, false, dtls.SRTP_AEAD_AES_128_GCM)
 	const ssrc = 0x4444

@@ -21,8 +21,8 @@ import (
 // routed to it are decrypted and delivered by the socket's reader.
 type Session struct {
 	router *Router
-	routes atomic.Pointer[map[uint32]func(pkt []byte)] // by SSRC; replaced whole, read without a lock
-	edit   sync.Mutex                                  // serialises route changes
+	routes atomic.Pointer[map[uint32]*route] // by SSRC; replaced whole, read without a lock
+	edit   sync.Mutex                        // serialises route changes
 
 	mu           sync.Mutex
 	keyLog       []byte // a line not finished yet
@@ -37,6 +37,20 @@ type Session struct {
 // replayWindow is pion's own default: packets further behind the newest
 // are refused as replays.
 const replayWindow = 64
+
+// route is where one stream's packets go.
+type route struct {
+	deliver func(pkt []byte)
+	// failures counts authentication failures in a row. A stream whose
+	// packets keep failing here while pion reads them (this context
+	// guessed the rollover counter differently: the stream wrapped its
+	// sequence numbers before it was routed) is given back to pion.
+	failures atomic.Uint32
+}
+
+// failuresBeforeGivingUp is how many packets in a row a route may fail
+// to authenticate before its stream goes back to pion for good.
+const failuresBeforeGivingUp = 16
 
 // NewSession returns the shortcut of one new PeerConnection; give it to
 // pion as the connection's DTLS key-log writer, and close it with the
@@ -138,7 +152,7 @@ func (s *Session) Ready() bool {
 func (s *Session) Route(ssrc uint32, deliver func(pkt []byte)) {
 	s.edit.Lock()
 	defer s.edit.Unlock()
-	next := map[uint32]func([]byte){ssrc: deliver}
+	next := map[uint32]*route{ssrc: {deliver: deliver}}
 	if old := s.routes.Load(); old != nil {
 		for k, v := range *old {
 			if k != ssrc {
@@ -157,7 +171,7 @@ func (s *Session) Unroute(ssrc uint32) {
 	if old == nil || (*old)[ssrc] == nil {
 		return
 	}
-	next := make(map[uint32]func([]byte), len(*old)-1)
+	next := make(map[uint32]*route, len(*old)-1)
 	for k, v := range *old {
 		if k != ssrc {
 			next[k] = v
@@ -193,8 +207,9 @@ func (s *Session) receive(pkt, plain []byte, h *rtp.Header, count *connCounts) b
 	if routes == nil {
 		return false
 	}
-	deliver := (*routes)[binary.BigEndian.Uint32(pkt[8:12])]
-	if deliver == nil {
+	ssrc := binary.BigEndian.Uint32(pkt[8:12])
+	rt := (*routes)[ssrc]
+	if rt == nil {
 		return false
 	}
 	s.mu.Lock()
@@ -206,13 +221,19 @@ func (s *Session) receive(pkt, plain []byte, h *rtp.Header, count *connCounts) b
 	s.mu.Unlock()
 	switch {
 	case err == nil:
+		if rt.failures.Load() != 0 {
+			rt.failures.Store(0)
+		}
 		count.direct.Add(1)
-		deliver(out)
+		rt.deliver(out)
 		return true
 	case errors.Is(err, srtp.ErrFailedToVerifyAuthTag):
-		// Most likely a rollover counter this context guessed differently
-		// from pion's, which saw the stream from its first packet.
+		// Not ours to judge: pion, which saw the stream from its first
+		// packet, decides.
 		count.fallback.Add(1)
+		if rt.failures.Add(1) == failuresBeforeGivingUp {
+			s.Unroute(ssrc)
+		}
 		return false
 	default: // a replay, or not RTP
 		count.dropped.Add(1)
