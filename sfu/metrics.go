@@ -30,7 +30,7 @@ type metrics struct {
 	descPackets, descBytes                  *prometheus.Desc
 	descNACKs, descPLIs, descRetransmits    *prometheus.Desc
 	descMalformed                           *prometheus.Desc
-	descFastPath                            *prometheus.Desc
+	descFastPath, descResidence             *prometheus.Desc
 }
 
 func newMetrics(s *SFU) *metrics {
@@ -60,6 +60,8 @@ func newMetrics(s *SFU) *metrics {
 		descPLIs:         d("plis_total", "Keyframe requests from subscribers (received) and to publishers after throttling (sent).", "direction"),
 		descRetransmits:  d("retransmits_total", "Packets resent from the packet cache in answer to NACKs."),
 		descMalformed:    d("malformed_total", "Malformed packets dropped.", "protocol"),
+		descResidence: d("fast_path_residence_seconds", "Time publishers' RTP packets on the fast path spent in the server: "+
+			"from the kernel's arrival stamp on the media socket to the end of their forwarding (Linux)."),
 		descFastPath: d("fast_path_packets_total", "Publishers' RTP packets on the fast path: decrypted and forwarded by the socket's reader (delivered), "+
 			"failing authentication there and left to pion (fallback), or dropped as replays or malformed (dropped); "+
 			"and datagrams for pion dropped because its reader fell behind the socket readers (overflow).", "result"),
@@ -68,7 +70,7 @@ func newMetrics(s *SFU) *metrics {
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.descRooms, m.descParticipants, m.descTracks, m.descPackets, m.descBytes,
-		m.descNACKs, m.descPLIs, m.descRetransmits, m.descMalformed, m.descFastPath} {
+		m.descNACKs, m.descPLIs, m.descRetransmits, m.descMalformed, m.descFastPath, m.descResidence} {
 		ch <- d
 	}
 	m.loss.Describe(ch)
@@ -174,6 +176,14 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		c(m.descFastPath, st.Fallback, "fallback")
 		c(m.descFastPath, st.Dropped, "dropped")
 		c(m.descFastPath, st.Overflow, "overflow")
+		res := st.Residence
+		buckets := make(map[float64]uint64, len(res.Bounds))
+		var cumulative uint64
+		for i, bound := range res.Bounds {
+			cumulative += res.Counts[i]
+			buckets[bound.Seconds()] = cumulative
+		}
+		ch <- prometheus.MustNewConstHistogram(m.descResidence, res.Count, res.Sum.Seconds(), buckets)
 	}
 	m.loss.Collect(ch)
 	m.rtt.Collect(ch)

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/rtp"
 	"github.com/pion/transport/v5"
@@ -51,9 +52,26 @@ type Conn struct {
 
 // reader is the state of one socket's reading goroutine.
 type reader struct {
-	plain  []byte
-	header rtp.Header
-	count  connCounts
+	plain     []byte
+	header    rtp.Header
+	count     connCounts
+	residence residenceHistogram
+}
+
+// timedReader is a socket that tells when each datagram arrived, in Unix
+// nanoseconds, as package udpconn's does.
+type timedReader interface {
+	ReadFromAddrPortAt(b []byte) (int, netip.AddrPort, int64, error)
+}
+
+// readAt reads one datagram from socket with its arrival time, 0 when the
+// socket cannot tell.
+func readAt(socket UDPConn, b []byte) (int, netip.AddrPort, int64, error) {
+	if t, ok := socket.(timedReader); ok {
+		return t.ReadFromAddrPortAt(b)
+	}
+	n, from, err := socket.ReadFromAddrPort(b)
+	return n, from, 0, err
 }
 
 // connCounts are one reader's packet counts, kept per reader so that each
@@ -98,13 +116,17 @@ func (r *Router) WrapGroup(sockets []UDPConn) *Conn {
 	return c
 }
 
-// filter runs the fast path on one datagram and reports whether it was
-// taken; DTLS handshakes are noted on the way.
-func (c *Conn) filter(pkt []byte, from netip.AddrPort, rd *reader) bool {
+// filter runs the fast path on one datagram that arrived at the given
+// time and reports whether it was taken; DTLS handshakes are noted on the
+// way.
+func (c *Conn) filter(pkt []byte, from netip.AddrPort, arrival int64, rd *reader) bool {
 	switch first := pkt[0]; {
 	case first >= 128 && first <= 191: // RTP or RTCP (RFC 7983)
-		if s, ok := c.router.sessions.Load(unmap(from)); ok {
-			return s.(*Session).receive(pkt, rd.plain, &rd.header, &rd.count)
+		if s, ok := c.router.sessions.Load(unmap(from)); ok && s.(*Session).receive(pkt, rd.plain, &rd.header, &rd.count) {
+			if arrival != 0 {
+				rd.residence.observe(time.Duration(time.Now().UnixNano() - arrival))
+			}
+			return true
 		}
 	case first == dtlsHandshake:
 		c.router.sniff(pkt, from, false)
@@ -118,7 +140,7 @@ func (c *Conn) read(socket UDPConn, rd *reader) {
 	defer c.running.Done()
 	for {
 		bp := c.buffers.Get().(*[]byte)
-		n, from, err := socket.ReadFromAddrPort(*bp)
+		n, from, arrival, err := readAt(socket, *bp)
 		if err != nil {
 			c.buffers.Put(bp)
 			if errors.Is(err, net.ErrClosed) {
@@ -126,7 +148,7 @@ func (c *Conn) read(socket UDPConn, rd *reader) {
 			}
 			continue // an ICMP error reported on the socket, say
 		}
-		if n == 0 || c.filter((*bp)[:n], from, rd) {
+		if n == 0 || c.filter((*bp)[:n], from, arrival, rd) {
 			c.buffers.Put(bp)
 			continue
 		}
@@ -154,8 +176,8 @@ func (c *Conn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 	c.readMu.Lock()
 	defer c.readMu.Unlock()
 	for {
-		n, from, err := c.UDPConn.ReadFromAddrPort(b)
-		if err != nil || n == 0 || !c.filter(b[:n], from, c.readers[0]) {
+		n, from, arrival, err := readAt(c.UDPConn, b)
+		if err != nil || n == 0 || !c.filter(b[:n], from, arrival, c.readers[0]) {
 			return n, from, err
 		}
 	}

@@ -46,6 +46,10 @@ type Stats struct {
 	Fallback uint64 // RTP packets of routed streams left to pion, failing authentication here
 	Dropped  uint64 // RTP packets of routed streams dropped as replays or malformed
 	Overflow uint64 // datagrams for pion dropped because pion's reader fell behind (several readers only)
+
+	// Residence is the time delivered packets spent in the server, from
+	// the socket's arrival stamp to the end of their forwarding (Linux).
+	Residence Residence
 }
 
 // Stats returns the counts so far.
@@ -58,6 +62,7 @@ func (r *Router) Stats() Stats {
 			st.Direct += rd.count.direct.Load()
 			st.Fallback += rd.count.fallback.Load()
 			st.Dropped += rd.count.dropped.Load()
+			rd.residence.addTo(&st.Residence)
 		}
 		st.Overflow += c.overflow.Load()
 	}

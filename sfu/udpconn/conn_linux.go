@@ -9,6 +9,8 @@ import (
 	"sync"
 	"syscall"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // Conn is a UDP socket with direct system calls on its hot path.
@@ -35,6 +37,10 @@ func Wrap(c *net.UDPConn) (*Conn, error) {
 	var sockErr error
 	if err := raw.Control(func(fd uintptr) {
 		domain, sockErr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_DOMAIN)
+		if sockErr == nil {
+			// The kernel stamps each datagram's arrival for ReadFromAddrPortAt.
+			sockErr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
+		}
 	}); err != nil {
 		return nil, fmt.Errorf("udpconn: %w", err)
 	}
@@ -43,6 +49,12 @@ func Wrap(c *net.UDPConn) (*Conn, error) {
 	}
 	u := &Conn{UDPConn: c, raw: raw, inet6: domain == syscall.AF_INET6}
 	u.read.fn = u.read.do
+	u.read.msgFn = u.read.doMsg
+	u.read.iov.Base = nil
+	u.read.msg.Name = (*byte)(unsafe.Pointer(&u.read.from))
+	u.read.msg.Iov = &u.read.iov
+	u.read.msg.Iovlen = 1
+	u.read.msg.Control = &u.read.control[0]
 	u.writes.New = func() any {
 		op := &writeOp{}
 		op.fn = op.do
@@ -59,6 +71,61 @@ type readOp struct {
 	n     int
 	errno syscall.Errno
 	fn    func(fd uintptr) bool
+
+	// recvmsg's, for ReadFromAddrPortAt.
+	msg     syscall.Msghdr
+	iov     syscall.Iovec
+	control [64]byte // room for one SCM_TIMESTAMPNS message
+	arrival int64
+	msgFn   func(fd uintptr) bool
+}
+
+func (op *readOp) doMsg(fd uintptr) bool {
+	if len(op.buf) > 0 {
+		op.iov.Base = &op.buf[0]
+	}
+	op.iov.SetLen(len(op.buf))
+	for {
+		op.msg.Namelen = syscall.SizeofSockaddrAny
+		op.msg.SetControllen(len(op.control))
+		op.msg.Flags = 0
+		r, _, e := syscall.RawSyscall(unix.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&op.msg)), 0)
+		switch e {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		}
+		op.n, op.errno = int(r), e
+		op.arrival = 0
+		if e == 0 {
+			op.arrival = arrivalTime(op.control[:op.msg.Controllen])
+		}
+		op.iov.Base = nil
+		return true
+	}
+}
+
+// arrivalTime finds the SCM_TIMESTAMPNS message among control messages.
+func arrivalTime(control []byte) int64 {
+	const hdr = syscall.SizeofCmsghdr
+	for len(control) >= hdr {
+		h := (*syscall.Cmsghdr)(unsafe.Pointer(&control[0]))
+		if h.Len < hdr || int(h.Len) > len(control) {
+			return 0
+		}
+		if h.Level == syscall.SOL_SOCKET && h.Type == unix.SCM_TIMESTAMPNS && int(h.Len) >= hdr+int(unsafe.Sizeof(syscall.Timespec{})) {
+			ts := (*syscall.Timespec)(unsafe.Pointer(&control[hdr]))
+			return ts.Nano()
+		}
+		const align = int(unsafe.Sizeof(uintptr(0)))
+		next := (int(h.Len) + align - 1) &^ (align - 1)
+		if next > len(control) {
+			return 0
+		}
+		control = control[next:]
+	}
+	return 0
 }
 
 func (op *readOp) do(fd uintptr) bool {
@@ -68,7 +135,7 @@ func (op *readOp) do(fd uintptr) bool {
 			p = unsafe.Pointer(&op.buf[0])
 		}
 		fromLen := uint32(syscall.SizeofSockaddrAny)
-		r, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(p), uintptr(len(op.buf)), 0,
+		r, _, e := syscall.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(p), uintptr(len(op.buf)), 0,
 			uintptr(unsafe.Pointer(&op.from)), uintptr(unsafe.Pointer(&fromLen)))
 		switch e {
 		case syscall.EINTR:
@@ -96,6 +163,24 @@ func (c *Conn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 		return 0, netip.AddrPort{}, &net.OpError{Op: "read", Net: "udp", Source: c.LocalAddr(), Err: err}
 	}
 	return op.n, c.addrPort(&op.from), nil
+}
+
+// ReadFromAddrPortAt is ReadFromAddrPort that also tells when the kernel
+// received the datagram, in Unix nanoseconds (0 if it did not say).
+func (c *Conn) ReadFromAddrPortAt(b []byte) (int, netip.AddrPort, int64, error) {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	op := &c.read
+	op.buf = b
+	err := c.raw.Read(op.msgFn)
+	op.buf = nil
+	if err == nil && op.errno != 0 {
+		err = os.NewSyscallError("recvmsg", op.errno)
+	}
+	if err != nil {
+		return 0, netip.AddrPort{}, 0, &net.OpError{Op: "read", Net: "udp", Source: c.LocalAddr(), Err: err}
+	}
+	return op.n, c.addrPort(&op.from), op.arrival, nil
 }
 
 func (c *Conn) addrPort(sa *syscall.RawSockaddrAny) netip.AddrPort {
@@ -149,7 +234,7 @@ func (op *writeOp) do(fd uintptr) bool {
 		if len(op.buf) > 0 {
 			p = unsafe.Pointer(&op.buf[0])
 		}
-		r, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(p), uintptr(len(op.buf)), 0,
+		r, _, e := syscall.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(p), uintptr(len(op.buf)), 0,
 			uintptr(unsafe.Pointer(&op.to)), uintptr(op.toLen))
 		switch e {
 		case syscall.EINTR:

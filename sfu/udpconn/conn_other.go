@@ -5,6 +5,7 @@ package udpconn
 import (
 	"net"
 	"net/netip"
+	"time"
 )
 
 // Conn is the standard library's socket where direct system calls are not
@@ -22,4 +23,11 @@ func (c *Conn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 // WriteToAddrPort sends one datagram.
 func (c *Conn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) {
 	return c.WriteToUDPAddrPort(b, addr)
+}
+
+// ReadFromAddrPortAt is ReadFromAddrPort with the time it returned as the
+// arrival time: the kernel's own stamp is read on Linux only.
+func (c *Conn) ReadFromAddrPortAt(b []byte) (int, netip.AddrPort, int64, error) {
+	n, from, err := c.ReadFromUDPAddrPort(b)
+	return n, from, time.Now().UnixNano(), err
 }

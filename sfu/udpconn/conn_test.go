@@ -73,6 +73,20 @@ func TestRoundTrip(t *testing.T) {
 				t.Fatalf("from %v, want %v", from, want)
 			}
 
+			// Again, with the kernel's arrival time.
+			before := time.Now().UnixNano()
+			if _, err := peer.WriteToUDPAddrPort([]byte("again"), to); err != nil {
+				t.Fatal(err)
+			}
+			n, fromAt, arrival, err := c.ReadFromAddrPortAt(buf)
+			after := time.Now().UnixNano()
+			if err != nil || string(buf[:n]) != "again" || fromAt != from {
+				t.Fatalf("ReadFromAddrPortAt = %q from %v, %v", buf[:n], fromAt, err)
+			}
+			if arrival < before || arrival > after {
+				t.Fatalf("arrival %d is not between sending (%d) and reading (%d)", arrival, before, after)
+			}
+
 			// wrapped -> peer, to the address it reported
 			if n, err := c.WriteToAddrPort([]byte("world!"), from); err != nil || n != 6 {
 				t.Fatalf("WriteToAddrPort = %d, %v", n, err)
