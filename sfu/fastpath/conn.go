@@ -32,7 +32,8 @@ type UDPConn interface {
 // so the kernel spreads peers over them by address and keeps each peer on
 // one), each has a goroutine of its own running the fast path, and what
 // is left for pion waits in a queue for ReadFromAddrPort: forwarding
-// then uses as many cores as there are sockets.
+// then uses as many cores as there are sockets. A group's reads ignore
+// read deadlines (pion's mux sets none); Close ends them.
 type Conn struct {
 	UDPConn
 	router  *Router
