@@ -44,7 +44,7 @@ func run() error {
 	var cpuProfile string
 	flag.StringVar(&cfg.ServerURL, "server", "http://127.0.0.1:8080", "base URL of the server's WHIP/WHEP endpoints")
 	flag.StringVar(&cfg.Token, "token", defaultToken(os.Getenv), "bearer token for WHIP/WHEP (default $AVS_WHIP_TOKEN, else the first of the server's $AVS_WHIP_KEYS)")
-	flag.StringVar(&cfg.MetricsURL, "metrics-url", "", "the server's Prometheus endpoint, e.g. http://127.0.0.1:9090/metrics, for CPU and RSS when -server-pid is not given")
+	flag.StringVar(&cfg.MetricsURL, "metrics-url", "", "the server's Prometheus endpoint, e.g. http://127.0.0.1:9090/metrics: the time packets spent inside the server, and CPU and RSS when -server-pid is not given")
 	flag.IntVar(&cfg.ServerPID, "server-pid", 0, "process ID of a server on this machine; CPU and RSS are read from /proc")
 	flag.IntVar(&cfg.Calls, "calls", 10, "concurrent 1:1 calls (4 forwarded streams each, 2 with -voice-only)")
 	flag.DurationVar(&cfg.Ramp, "ramp", 10*time.Second, "time over which calls are placed, evenly")

@@ -20,6 +20,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/avs/avs/internal/config"
+	"github.com/avs/avs/internal/loadgen"
 	"github.com/avs/avs/internal/rtctest"
 )
 
@@ -278,4 +279,38 @@ func postSDP(t *testing.T, url, offer string) *http.Response {
 	}
 	t.Cleanup(func() { _ = resp.Body.Close() })
 	return resp
+}
+
+// TestLoadGeneratorMeasuresTheServer runs a small load through the real
+// server with the load generator, as docs/BENCHMARKS.md does at scale: both
+// ends of each call see the other's media, and the server's own residence
+// histogram reaches the report through /metrics.
+func TestLoadGeneratorMeasuresTheServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("places real calls over loopback")
+	}
+	a := boot(t, fmt.Sprintf("[whip]\nkeys = [%q]\n", whipKey))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rep, err := loadgen.Run(ctx, loadgen.Config{
+		ServerURL: "http://" + a.HTTPAddr(), Token: whipKey, Calls: 2, Ramp: 200 * time.Millisecond, Duration: 2 * time.Second,
+		Codec: "vp8", Bitrate: 800, NACK: true, TWCC: true, MediaDir: "../../testdata/media",
+		ServerPID: os.Getpid(), MetricsURL: "http://" + a.MetricsAddr() + "/metrics",
+		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.CallsUp != 2 || rep.PacketsReceived == 0 || rep.VideoLatencyMs.N == 0 || rep.AudioLatencyMs.N == 0 {
+		t.Fatalf("calls up %d, received %d packets (%d video, %d audio latency samples)",
+			rep.CallsUp, rep.PacketsReceived, rep.VideoLatencyMs.N, rep.AudioLatencyMs.N)
+	}
+	if rep.LossPct > 1 {
+		t.Fatalf("loss %.2f%% on loopback", rep.LossPct)
+	}
+	res := rep.ServerResidenceMs
+	if res == nil || res.N == 0 || res.P99 == 0 {
+		t.Fatalf("no residence times from the server's /metrics: %+v", res)
+	}
+	t.Logf("latency %+v, in the server %+v", rep.LatencyMs, *res)
 }

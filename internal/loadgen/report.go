@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -28,10 +29,17 @@ type monitor struct {
 	haveHold           [2]bool
 	prevSent, prevRecv int64
 	prevAt             time.Time
+
+	// The server's residence histogram at both ends of the hold, when its
+	// /metrics is known.
+	metricsURL    string
+	client        *http.Client
+	residence     [2]residenceHistogram
+	haveResidence [2]bool
 }
 
-func newMonitor(r *Runner, server Sampler) *monitor {
-	return &monitor{r: r, server: server, self: ProcSampler{}}
+func newMonitor(r *Runner, server Sampler, metricsURL string, client *http.Client) *monitor {
+	return &monitor{r: r, server: server, self: ProcSampler{}, metricsURL: metricsURL, client: client}
 }
 
 // sample takes a sample of both processes and works out the last
@@ -75,6 +83,13 @@ func (m *monitor) hold(ctx context.Context, i int) {
 	if m.haveSrv {
 		m.holdSrv[i] = m.lastSrv
 		m.haveHold[i] = true
+	}
+	if m.metricsURL != "" {
+		h, err := scrapeResidence(ctx, m.client, m.metricsURL)
+		if err != nil {
+			m.r.log.Warn("server residence times not read", "err", err)
+		}
+		m.residence[i], m.haveResidence[i] = h, err == nil
 	}
 }
 
@@ -157,7 +172,11 @@ type Report struct {
 	ServerCPUPerPacketUs float64 `json:"server_cpu_us_per_packet"`
 	HoldPacketsPerSec    float64 `json:"hold_packets_per_s"`
 	ServerRSSMB          float64 `json:"server_rss_mb_max"`
-	GeneratorCPUPct      float64 `json:"generator_cpu_pct"`
+	// ServerResidenceMs is the server's own share of the latency during
+	// the hold, from its histogram of fast-path packets' time inside it
+	// (with -metrics-url).
+	ServerResidenceMs *ResidenceQuantiles `json:"server_residence_ms,omitempty"`
+	GeneratorCPUPct   float64             `json:"generator_cpu_pct"`
 	// MachineCPUPct is every process on the machine, 100 per busy core; if
 	// it is well above server plus generator, something else was running.
 	MachineCPUPct float64 `json:"machine_cpu_pct"`
@@ -249,6 +268,11 @@ func (r *Runner) report(m *monitor, up int, elapsed time.Duration) *Report {
 		rep.ServerCPUPctMax = m.maxSrvPct
 		rep.ServerRSSMB = mb(m.maxRSS)
 	}
+	if m.haveResidence[0] && m.haveResidence[1] {
+		if q, ok := residenceBetween(m.residence[0], m.residence[1]); ok {
+			rep.ServerResidenceMs = &q
+		}
+	}
 	if !m.holdSelf[0].At.IsZero() {
 		rep.GeneratorCPUPct = cpuPercent(m.holdSelf[0], m.holdSelf[1])
 	}
@@ -270,6 +294,7 @@ func (rep *Report) WriteTable(w io.Writer) error {
 		{"server CPU avg / max", fmt.Sprintf("%.1f%% / %.1f%% of one core (%s)", rep.ServerCPUPct, rep.ServerCPUPctMax, orNA(rep.ServerCPUSource))},
 		{"server CPU per forwarded packet", fmt.Sprintf("%.1f µs (%.0f packets/s during the hold)", rep.ServerCPUPerPacketUs, rep.HoldPacketsPerSec)},
 		{"server RSS max", fmt.Sprintf("%.1f MB", rep.ServerRSSMB)},
+		{"in the server p50 / p99 / p99.9", residenceRow(rep.ServerResidenceMs)},
 		{"generator CPU avg", fmt.Sprintf("%.1f%% of one core", rep.GeneratorCPUPct)},
 		{"machine CPU avg (all processes)", fmt.Sprintf("%.1f%% (100%% per core)", rep.MachineCPUPct)},
 		{"packets sent / received", fmt.Sprintf("%d / %d", rep.PacketsSent, rep.PacketsReceived)},
@@ -298,6 +323,21 @@ func perPacket(from, to ProcessSample, packets int64) (us, perSec float64) {
 		return 0, 0
 	}
 	return float64((to.CPU - from.CPU).Microseconds()) / float64(packets), float64(packets) / wall.Seconds()
+}
+
+// residenceRow prints bucket bounds as such: the server's histogram says
+// "at most", not an exact quantile.
+func residenceRow(q *ResidenceQuantiles) string {
+	if q == nil {
+		return "n/a (needs -metrics-url)"
+	}
+	b := func(ms float64) string {
+		if ms < 0 {
+			return "over 50"
+		}
+		return fmt.Sprintf("≤ %g", ms)
+	}
+	return fmt.Sprintf("%s / %s / %s ms (bucket bounds, n=%d)", b(q.P50), b(q.P99), b(q.P999), q.N)
 }
 
 func orNA(s string) string {

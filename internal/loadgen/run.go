@@ -19,7 +19,7 @@ import (
 type Config struct {
 	ServerURL  string        // base URL of the server's WHIP/WHEP endpoints
 	Token      string        // bearer token for WHIP/WHEP
-	MetricsURL string        // the server's /metrics, when ServerPID is 0
+	MetricsURL string        // the server's /metrics: CPU and RSS when ServerPID is 0, and its residence times
 	ServerPID  int           // a local server's process ID, read from /proc
 	Calls      int           // concurrent 1:1 calls
 	Ramp       time.Duration // time over which calls are placed, evenly
@@ -117,7 +117,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	pacerDone.Go(func() { r.pacer.Run(pacerCtx) })
 	defer func() { stopPacer(); pacerDone.Wait() }()
 
-	mon := newMonitor(r, serverSampler(cfg, client))
+	mon := newMonitor(r, serverSampler(cfg, client), cfg.MetricsURL, client)
 	return r.drive(ctx, mon), nil
 }
 
