@@ -102,7 +102,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if r.peers, err = newPeerFactory(cfg.ServerURL, cfg.Codec, cfg.Simulcast, cfg.NACK, cfg.TWCC, &r.counters, log); err != nil {
 		return nil, err
 	}
-	client := &http.Client{Timeout: 15 * time.Second}
+	// Its own transport, so that the keep-alive connections it leaves
+	// (to the WHIP endpoint and /metrics) end with the run.
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Timeout: 15 * time.Second, Transport: transport}
 	r.dialer = cfg.Dialer
 	if r.dialer == nil {
 		base, err := url.Parse(cfg.ServerURL)
