@@ -69,6 +69,7 @@ type DownTrack struct {
 	twccID       uint8      // negotiated transport-wide sequence number extension
 	twccBytes    [2]byte
 	extensions   [1]rtp.Extension
+	stamps       []stamp    // transport-wide numbers sent with, by outgoing seq; under mu
 	parsed       rtp.Header // header of a cached packet, under mu
 
 	packets   atomic.Uint64
@@ -284,6 +285,9 @@ func (d *DownTrack) forward(src *Publication, quality int, h *rtp.Header, payloa
 		d.lastSentAt = now
 	}
 	tseq, stamped := d.stamp(out)
+	if stamped {
+		d.remember(out.SequenceNumber, tseq)
+	}
 	if _, err := d.writer.WriteRTP(out, payload); err == nil {
 		size := rtpHeaderSize + len(payload)
 		d.packets.Add(1)
@@ -405,7 +409,15 @@ func (d *DownTrack) retransmit(seq uint16) (src *Publication, quality int, srcSe
 		Version: 2, Marker: h.Marker, PayloadType: pt,
 		SequenceNumber: seq, Timestamp: h.Timestamp + seg.tsOffset, SSRC: d.ssrc,
 	}
-	tseq, stamped := d.stamp(&d.out)
+	// The packet goes out again exactly as it first did, transport-wide
+	// number included. SRTP's nonce is made of the SSRC and the sequence
+	// number only: the same nonce with other bytes (a new number in the
+	// header) would hand an eavesdropper the XOR of the two and, with
+	// AES-GCM, the means to forge packets.
+	tseq, stamped, found := d.firstStamp(seq)
+	if !found {
+		return nil, 0, 0, false
+	}
 	if _, err := d.writer.WriteRTP(&d.out, d.scratch[hl:end]); err != nil {
 		return nil, 0, 0, false
 	}

@@ -2,7 +2,9 @@ package sfu
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -166,7 +168,8 @@ func TestNACKRecoveryUnderLoss(t *testing.T) {
 func testNACKRecovery(t *testing.T, downstream, upstream func(uint16) bool, wantCacheAnswers, wantUpstream bool) {
 	s := newTestSFU(t)
 	room, _ := s.Room("r1", RoomOptions{})
-	_, sub := joinDynamic(t, room, "viewer", downstream)
+	var wire resentOnWire
+	_, sub := joinDynamicOn(t, room, ParticipantOptions{ID: "viewer"}, rtctest.Options{Drop: downstream, Wire: wire.see})
 	pubP, _ := room.Join(ParticipantOptions{ID: "camera"})
 	var lossy atomic.Bool
 	var drop func(uint16) bool
@@ -210,9 +213,50 @@ func testNACKRecovery(t *testing.T, downstream, upstream func(uint16) bool, want
 	if wantCacheAnswers && s.metrics.retransmits.Load() == 0 {
 		t.Fatal("no retransmission from the cache")
 	}
+	// A retransmission is the lost datagram again, byte for byte: SRTP
+	// must not encrypt other bytes under the same sequence number.
+	if same, differ := wire.counts(); wantCacheAnswers && (same == 0 || differ != 0) {
+		t.Fatalf("%d retransmissions were the lost datagram again and %d differed", same, differ)
+	}
 	// About 23 packets were lost upstream: NACKs went to the publisher for
 	// them, but not a storm of them.
 	if up := s.metrics.nacksSent.Load(); wantUpstream && (up == 0 || up > 200) {
 		t.Fatalf("%d sequence numbers NACKed upstream for about 23 lost packets", up)
 	}
+}
+
+// resentOnWire compares, on the subscriber's wire, each datagram lost on
+// the way in with the one that later came with the same SSRC and sequence
+// number.
+type resentOnWire struct {
+	mu            sync.Mutex
+	lost          map[uint64][]byte
+	same, differs int
+}
+
+func (w *resentOnWire) see(datagram []byte, dropped bool) {
+	key := uint64(binary.BigEndian.Uint32(datagram[8:12]))<<16 | uint64(binary.BigEndian.Uint16(datagram[2:4]))
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if dropped {
+		if w.lost == nil {
+			w.lost = map[uint64][]byte{}
+		}
+		w.lost[key] = append([]byte(nil), datagram...)
+		return
+	}
+	if first, ok := w.lost[key]; ok {
+		if bytes.Equal(first, datagram) {
+			w.same++
+		} else {
+			w.differs++
+		}
+		delete(w.lost, key)
+	}
+}
+
+func (w *resentOnWire) counts() (same, differ int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.same, w.differs
 }

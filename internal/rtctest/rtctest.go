@@ -29,6 +29,9 @@ type Options struct {
 	// Drop, when set, loses on the wire each RTP packet it selects, once:
 	// arriving packets of a receiver, departing ones of a sender.
 	Drop func(seq uint16) bool
+	// Wire, with Drop, sees each RTP datagram as it crosses the wire,
+	// still encrypted, and whether Drop lost it.
+	Wire func(datagram []byte, dropped bool)
 	// Conn, when set, carries the client's media, so a test can cut it.
 	Conn net.PacketConn
 	// ICEServers and relay-only policy, for TURN tests.
@@ -81,7 +84,7 @@ func NewPeer(t testing.TB, o Options) *webrtc.PeerConnection {
 			t.Cleanup(func() { _ = raw.Close() })
 			conn = raw
 		}
-		conn = &lossyConn{PacketConn: conn, drop: o.Drop, dropped: map[uint64]bool{}}
+		conn = &lossyConn{PacketConn: conn, drop: o.Drop, wire: o.Wire, dropped: map[uint64]bool{}}
 	}
 	if conn != nil {
 		se.SetICEUDPMux(webrtc.NewICEUDPMux(nil, conn))
@@ -283,6 +286,7 @@ func (c *VanishingConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 type lossyConn struct {
 	net.PacketConn
 	drop    func(seq uint16) bool
+	wire    func(datagram []byte, dropped bool)
 	mu      sync.Mutex
 	dropped map[uint64]bool
 }
@@ -297,11 +301,14 @@ func (c *lossyConn) lose(b []byte) bool {
 	key := uint64(b[8])<<56 | uint64(b[9])<<48 | uint64(b[10])<<40 | uint64(b[11])<<32 | uint64(seq)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.dropped[key] || !c.drop(seq) {
-		return false
+	lost := !c.dropped[key] && c.drop(seq)
+	if lost {
+		c.dropped[key] = true
 	}
-	c.dropped[key] = true
-	return true
+	if c.wire != nil {
+		c.wire(b, lost)
+	}
+	return lost
 }
 
 func (c *lossyConn) ReadFrom(b []byte) (int, net.Addr, error) {
