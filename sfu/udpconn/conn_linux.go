@@ -49,8 +49,6 @@ func Wrap(c *net.UDPConn) (*Conn, error) {
 	}
 	u := &Conn{UDPConn: c, raw: raw, inet6: domain == syscall.AF_INET6}
 	u.read.fn = u.read.do
-	u.read.msgFn = u.read.doMsg
-	u.read.iov.Base = nil
 	u.read.msg.Name = (*byte)(unsafe.Pointer(&u.read.from))
 	u.read.msg.Iov = &u.read.iov
 	u.read.msg.Iovlen = 1
@@ -63,24 +61,21 @@ func Wrap(c *net.UDPConn) (*Conn, error) {
 	return u, nil
 }
 
-// readOp holds one recvfrom's arguments and results, so that the callback
+// readOp holds one recvmsg's arguments and results, so that the callback
 // handed to RawConn.Read is made once and nothing escapes per packet.
 type readOp struct {
-	buf   []byte
-	from  syscall.RawSockaddrAny
-	n     int
-	errno syscall.Errno
-	fn    func(fd uintptr) bool
-
-	// recvmsg's, for ReadFromAddrPortAt.
+	buf     []byte
+	from    syscall.RawSockaddrAny
 	msg     syscall.Msghdr
 	iov     syscall.Iovec
 	control [64]byte // room for one SCM_TIMESTAMPNS message
+	n       int
 	arrival int64
-	msgFn   func(fd uintptr) bool
+	errno   syscall.Errno
+	fn      func(fd uintptr) bool
 }
 
-func (op *readOp) doMsg(fd uintptr) bool {
+func (op *readOp) do(fd uintptr) bool {
 	if len(op.buf) > 0 {
 		op.iov.Base = &op.buf[0]
 	}
@@ -94,7 +89,7 @@ func (op *readOp) doMsg(fd uintptr) bool {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
-			return false
+			return false // park on the poller until readable
 		}
 		op.n, op.errno = int(r), e
 		op.arrival = 0
@@ -128,41 +123,10 @@ func arrivalTime(control []byte) int64 {
 	return 0
 }
 
-func (op *readOp) do(fd uintptr) bool {
-	for {
-		var p unsafe.Pointer
-		if len(op.buf) > 0 {
-			p = unsafe.Pointer(&op.buf[0])
-		}
-		fromLen := uint32(syscall.SizeofSockaddrAny)
-		r, _, e := syscall.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(p), uintptr(len(op.buf)), 0,
-			uintptr(unsafe.Pointer(&op.from)), uintptr(unsafe.Pointer(&fromLen)))
-		switch e {
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			return false // park on the poller until readable
-		}
-		op.n, op.errno = int(r), e
-		return true
-	}
-}
-
 // ReadFromAddrPort reads one datagram, as net.UDPConn's method of that name.
 func (c *Conn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
-	c.readMu.Lock()
-	defer c.readMu.Unlock()
-	op := &c.read
-	op.buf = b
-	err := c.raw.Read(op.fn)
-	op.buf = nil
-	if err == nil && op.errno != 0 {
-		err = os.NewSyscallError("recvfrom", op.errno)
-	}
-	if err != nil {
-		return 0, netip.AddrPort{}, &net.OpError{Op: "read", Net: "udp", Source: c.LocalAddr(), Err: err}
-	}
-	return op.n, c.addrPort(&op.from), nil
+	n, from, _, err := c.ReadFromAddrPortAt(b)
+	return n, from, err
 }
 
 // ReadFromAddrPortAt is ReadFromAddrPort that also tells when the kernel
@@ -172,7 +136,7 @@ func (c *Conn) ReadFromAddrPortAt(b []byte) (int, netip.AddrPort, int64, error) 
 	defer c.readMu.Unlock()
 	op := &c.read
 	op.buf = b
-	err := c.raw.Read(op.msgFn)
+	err := c.raw.Read(op.fn)
 	op.buf = nil
 	if err == nil && op.errno != 0 {
 		err = os.NewSyscallError("recvmsg", op.errno)

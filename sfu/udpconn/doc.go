@@ -12,8 +12,11 @@
 // server that idles thousands of times a second costs a context switch
 // each time, on the very core that forwards the media.
 //
-// Only the two calls on the forwarding path are replaced; everything else
-// (deadlines, Close, buffer sizes, zoned IPv6 destinations) is the
-// standard library's. On systems other than Linux Conn makes the
-// standard library's calls under the same method names.
+// Only the two calls on the forwarding path are replaced: recvmsg, which
+// also brings the kernel's arrival stamp (SO_TIMESTAMPNS) for
+// ReadFromAddrPortAt, and sendto. Everything else (deadlines, Close,
+// buffer sizes, zoned IPv6 destinations) is the standard library's.
+// ListenGroup opens several sockets on one address (SO_REUSEPORT), one per
+// reader. On systems other than Linux Conn makes the standard library's
+// calls under the same method names, and a group is one socket.
 package udpconn
