@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -150,33 +151,24 @@ func (s *Session) Ready() bool {
 // reach the SFU through pion's own path, so deliver may see the stream's
 // packets from two goroutines and must serialise them.
 func (s *Session) Route(ssrc uint32, deliver func(pkt []byte)) {
-	s.edit.Lock()
-	defer s.edit.Unlock()
-	next := map[uint32]*route{ssrc: {deliver: deliver}}
-	if old := s.routes.Load(); old != nil {
-		for k, v := range *old {
-			if k != ssrc {
-				next[k] = v
-			}
-		}
-	}
-	s.routes.Store(&next)
+	s.editRoutes(func(routes map[uint32]*route) { routes[ssrc] = &route{deliver: deliver} })
 }
 
 // Unroute gives the stream ssrc back to pion.
 func (s *Session) Unroute(ssrc uint32) {
+	s.editRoutes(func(routes map[uint32]*route) { delete(routes, ssrc) })
+}
+
+// editRoutes changes a copy of the routes and puts it in place, so that
+// the readers never take a lock to look a stream up.
+func (s *Session) editRoutes(change func(map[uint32]*route)) {
 	s.edit.Lock()
 	defer s.edit.Unlock()
-	old := s.routes.Load()
-	if old == nil || (*old)[ssrc] == nil {
-		return
+	next := map[uint32]*route{}
+	if old := s.routes.Load(); old != nil {
+		maps.Copy(next, *old)
 	}
-	next := make(map[uint32]*route, len(*old)-1)
-	for k, v := range *old {
-		if k != ssrc {
-			next[k] = v
-		}
-	}
+	change(next)
 	s.routes.Store(&next)
 }
 
