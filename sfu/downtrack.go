@@ -414,8 +414,8 @@ func (d *DownTrack) retransmit(seq uint16) (src *Publication, quality int, srcSe
 	// number only: the same nonce with other bytes (a new number in the
 	// header) would hand an eavesdropper the XOR of the two and, with
 	// AES-GCM, the means to forge packets.
-	tseq, stamped, found := d.firstStamp(seq)
-	if !found {
+	tseq, stamped, ok := d.firstStamp(seq)
+	if !ok {
 		return nil, 0, 0, false
 	}
 	if _, err := d.writer.WriteRTP(&d.out, d.scratch[hl:end]); err != nil {

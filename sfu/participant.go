@@ -105,7 +105,11 @@ func newParticipant(r *Room, opts ParticipantOptions) *Participant {
 	var t *transport
 	if opts.Subscribe != SubscribeNone {
 		cfg := r.sfu.cfg
-		t = &transport{estimate: bwe.New(cfg.InitialBitrate, minBitrate, cfg.MaxBitrate)}
+		t = &transport{
+			estimate:    bwe.New(cfg.InitialBitrate, minBitrate, cfg.MaxBitrate),
+			videoStamps: stampHistory(cfg.VideoCacheSize),
+			audioStamps: stampHistory(cfg.AudioCacheSize),
+		}
 	}
 	return &Participant{
 		transport:    t,

@@ -21,6 +21,8 @@ const minBitrate = 50_000
 type transport struct {
 	seq      atomic.Uint32
 	estimate *bwe.Estimator
+	// How many outgoing packets' numbers a down track remembers, by kind.
+	videoStamps, audioStamps int
 }
 
 // stamp gives the header the next transport-wide sequence number. The
@@ -38,14 +40,12 @@ func (d *DownTrack) stamp(h *rtp.Header) (uint16, bool) {
 	return seq, true
 }
 
-// How many outgoing packets' transport-wide numbers a down track
-// remembers for retransmissions, by kind: twice the default packet cache
-// ceilings (sfu.video_cache_packets, sfu.audio_cache_packets). A packet
-// further back is not sent again.
-const (
-	videoStampHistory = 1024
-	audioStampHistory = 64
-)
+// stampHistory is how many outgoing packets' transport-wide numbers a
+// down track remembers, for a packet cache of cacheSize: twice as many,
+// so that what the cache answers is nearly always within them (a track
+// that switched from a low simulcast layer may be asked for older ones,
+// which firstStamp refuses).
+func stampHistory(cacheSize int) int { return min(2*cacheSize, 1<<15) }
 
 // stamp is the transport-wide number one outgoing packet was sent with.
 type stamp struct {
@@ -56,35 +56,42 @@ type stamp struct {
 // remember notes the number a packet went out with; under the track's mu.
 func (d *DownTrack) remember(seq, tseq uint16) {
 	if d.stamps == nil {
-		n := videoStampHistory
+		n := d.transport.videoStamps
 		if d.kind == webrtc.RTPCodecTypeAudio {
-			n = audioStampHistory
+			n = d.transport.audioStamps
 		}
-		d.stamps = make([]stamp, n)
+		d.stamps = make([]stamp, max(n, 1))
 	}
 	d.stamps[int(seq)%len(d.stamps)] = stamp{seq: seq, tseq: tseq, set: true}
 }
 
 // firstStamp puts on d.out the transport-wide number the packet seq first
-// went out with, if it had one. found is false when it had one that is no
-// longer known: the packet cannot be sent again unchanged.
-func (d *DownTrack) firstStamp(seq uint16) (tseq uint16, stamped, found bool) {
+// went out with. A packet within the remembered span that is not
+// remembered never went out, so it gets a new number; one further back
+// may have gone out with a number now forgotten, and ok is false: it is
+// not sent again.
+func (d *DownTrack) firstStamp(seq uint16) (tseq uint16, stamped, ok bool) {
 	if d.transport == nil || d.twccID == 0 {
 		return 0, false, true
 	}
-	if d.stamps == nil {
-		return 0, false, false
+	if d.stamps != nil {
+		if st := d.stamps[int(seq)%len(d.stamps)]; st.set && st.seq == seq {
+			binary.BigEndian.PutUint16(d.twccBytes[:], st.tseq)
+			d.out.Extensions = d.extensions[:0]
+			if err := d.out.SetExtension(d.twccID, d.twccBytes[:]); err != nil {
+				return 0, false, false
+			}
+			return st.tseq, true, true
+		}
+		if back := d.lastSeq - seq; back >= uint16(len(d.stamps)) && back < 1<<15 {
+			return 0, false, false
+		}
 	}
-	st := d.stamps[int(seq)%len(d.stamps)]
-	if !st.set || st.seq != seq {
-		return 0, false, false
+	tseq, stamped = d.stamp(&d.out)
+	if stamped {
+		d.remember(seq, tseq)
 	}
-	binary.BigEndian.PutUint16(d.twccBytes[:], st.tseq)
-	d.out.Extensions = d.extensions[:0]
-	if err := d.out.SetExtension(d.twccID, d.twccBytes[:]); err != nil {
-		return 0, false, false
-	}
-	return st.tseq, true, true
+	return tseq, stamped, true
 }
 
 // sent tells the estimate about a packet that went out.
