@@ -35,23 +35,12 @@ type ResidenceQuantiles struct {
 
 // scrapeResidence reads the histogram from the server's /metrics.
 func scrapeResidence(ctx context.Context, client *http.Client, url string) (residenceHistogram, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return residenceHistogram{}, fmt.Errorf("build metrics request: %w", err)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return residenceHistogram{}, fmt.Errorf("scrape %s: %w", url, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return residenceHistogram{}, fmt.Errorf("scrape %s: %s", url, resp.Status)
-	}
-	h, err := parseResidence(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return residenceHistogram{}, fmt.Errorf("scrape %s: %w", url, err)
-	}
-	return h, nil
+	var h residenceHistogram
+	err := scrape(ctx, client, url, func(r io.Reader) (err error) {
+		h, err = parseResidence(r)
+		return err
+	})
+	return h, err
 }
 
 // parseResidence picks the histogram's buckets out of the Prometheus text

@@ -108,25 +108,34 @@ func (m MetricsSampler) Source() string { return m.URL }
 
 // Sample implements Sampler.
 func (m MetricsSampler) Sample(ctx context.Context) (ProcessSample, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.URL, nil)
-	if err != nil {
-		return ProcessSample{}, fmt.Errorf("build metrics request: %w", err)
-	}
 	now := time.Now()
-	resp, err := m.Client.Do(req)
+	var s ProcessSample
+	err := scrape(ctx, m.Client, m.URL, func(r io.Reader) (err error) {
+		s, err = parseProcessMetrics(r)
+		return err
+	})
+	s.At = now
+	return s, err
+}
+
+// scrape fetches a Prometheus endpoint and hands its body to parse.
+func scrape(ctx context.Context, client *http.Client, url string, parse func(io.Reader) error) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return ProcessSample{}, fmt.Errorf("scrape %s: %w", m.URL, err)
+		return fmt.Errorf("build metrics request: %w", err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("scrape %s: %w", url, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return ProcessSample{}, fmt.Errorf("scrape %s: %s", m.URL, resp.Status)
+		return fmt.Errorf("scrape %s: %s", url, resp.Status)
 	}
-	s, err := parseProcessMetrics(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return ProcessSample{}, fmt.Errorf("scrape %s: %w", m.URL, err)
+	if err := parse(io.LimitReader(resp.Body, 16<<20)); err != nil {
+		return fmt.Errorf("scrape %s: %w", url, err)
 	}
-	s.At = now
-	return s, nil
+	return nil
 }
 
 // parseProcessMetrics picks process_cpu_seconds_total and
